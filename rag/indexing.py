@@ -1,0 +1,200 @@
+"""Files → parsed → chunked → embedded → staged and committed into a KB, in proportion to what changed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.discovery import SourceFile
+from ingest.errors import FileRejected
+from ingest.loaders import format_of, load_document
+from ingest.models import Chunk, ParsedDocument, content_hash
+from ingest.splitter import Splitter
+from rag.embed import EmbeddingRouter
+from rag.retrieve.tokenize import default_tokenizer
+from rag.store.catalog import Catalog, StagedDocument
+from rag.store.writer import KBWriter
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(slots=True)
+class FormatStats:
+    seen: int = 0
+    indexed: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
+class IngestReport:
+    kb: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    formats: dict[str, FormatStats] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A parsed document waiting for its chunks' embeddings."""
+
+    staged: StagedDocument
+    chunks: list[Chunk]
+    is_new: bool
+
+
+class Indexer:
+    def __init__(
+        self,
+        catalog: Catalog,
+        router: EmbeddingRouter,
+        splitter: Splitter,
+        kb_dir: Callable[[str], Path],
+        bm25_method: str,
+        max_file_bytes: int,
+        commit_seconds: float = 30.0,
+        embed_batch_chunks: int = 256,
+    ) -> None:
+        self.catalog = catalog
+        self.router = router
+        self.splitter = splitter
+        self._kb_dir = kb_dir
+        self.bm25_method = bm25_method
+        self.max_file_bytes = max_file_bytes
+        self.commit_seconds = commit_seconds
+        self.embed_batch_chunks = embed_batch_chunks
+
+    def writer(self, kb: str) -> KBWriter:
+        return KBWriter(self.catalog, kb, self._kb_dir(kb), self.router, self.bm25_method)
+
+    def ingest(
+        self,
+        kb: str,
+        files: list[SourceFile],
+        mirror: bool = False,
+        progress: ProgressCallback | None = None,
+        parsed: dict[str, ParsedDocument] | None = None,
+    ) -> IngestReport:
+        """Add new files, re-index changed ones, skip unchanged; with ``mirror``, delete documents not in ``files``.
+
+        ``parsed`` lets callers that already hold text (the evaluator) skip parsing: source → document;
+        such files need not exist on disk (their content hash is taken from the parsed text).
+        """
+        started = time.perf_counter()
+        report = IngestReport(kb=kb)
+        with self.writer(kb) as writer:
+            known = {doc.doc_id: doc for doc in self.catalog.documents(kb)}
+            pending: list[_Pending] = []
+            last_commit = time.monotonic()
+            for done, file in enumerate(files, start=1):
+                item = self._prepare(file, known, report, parsed)
+                if item is not None:
+                    pending.append(item)
+                if sum(len(p.chunks) for p in pending) >= self.embed_batch_chunks:
+                    self._stage(writer, pending, report)
+                    pending = []
+                if time.monotonic() - last_commit > self.commit_seconds and writer.pending:
+                    writer.commit()
+                    last_commit = time.monotonic()
+                if progress:
+                    progress(done, len(files), file.source)
+            self._stage(writer, pending, report)
+            if mirror:
+                wanted = {file.doc_id for file in files}
+                for doc_id in known.keys() - wanted:
+                    writer.delete(doc_id)
+                    report.deleted += 1
+            writer.commit()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def delete_documents(self, kb: str, doc_ids: list[str]) -> None:
+        with self.writer(kb) as writer:
+            for doc_id in doc_ids:
+                writer.delete(doc_id)
+            writer.commit()
+
+    def _prepare(
+        self,
+        file: SourceFile,
+        known: dict[str, Any],
+        report: IngestReport,
+        parsed: dict[str, ParsedDocument] | None,
+    ) -> _Pending | None:
+        fmt = format_of(file.path)
+        stats = report.formats.setdefault(fmt, FormatStats())
+        stats.seen += 1
+        previous = known.get(file.doc_id)
+        try:
+            if parsed and file.source in parsed:
+                data = "\n".join(s.text for s in parsed[file.source].sections).encode("utf-8")
+            else:
+                data = self._read(file)
+        except FileRejected as exc:
+            return self._failure(file, fmt, None, 0, exc.reason, report)
+        digest = content_hash(data)
+        if previous is not None and previous.content_hash == digest and previous.status == "indexed":
+            report.unchanged += 1
+            stats.indexed += 1
+            return None
+        try:
+            document = parsed[file.source] if parsed and file.source in parsed else load_document(file.path, file.source, data)
+            chunks = self.splitter.split_document(document)
+        except FileRejected as exc:
+            return self._failure(file, fmt, digest, len(data), exc.reason, report)
+        staged = StagedDocument(
+            doc_id=file.doc_id, source=file.source, path=str(file.path.resolve()), format=document.format,
+            content_hash=digest, size=len(data), title=document.title, chunk_count=len(chunks),
+        )
+        is_new = previous is None or previous.status != "indexed"
+        return _Pending(staged, chunks, is_new)
+
+    def _read(self, file: SourceFile) -> bytes:
+        try:
+            size = file.path.stat().st_size
+            if size > self.max_file_bytes:
+                raise FileRejected(f"file is {size / 1e6:.1f} MB, over the {self.max_file_bytes / 1e6:.0f} MB limit")
+            return file.path.read_bytes()
+        except OSError as exc:
+            raise FileRejected(f"cannot read file: {exc.strerror or exc}") from exc
+
+    def _failure(
+        self, file: SourceFile, fmt: str, digest: str | None, size: int, reason: str, report: IngestReport
+    ) -> _Pending:
+        report.failed.append({"path": file.source, "error": reason})
+        report.formats[fmt].failed += 1
+        staged = StagedDocument(
+            doc_id=file.doc_id, source=file.source, path=str(file.path), format=fmt, content_hash=digest,
+            size=size, title=None, chunk_count=0, error=reason,
+        )
+        return _Pending(staged, [], is_new=False)
+
+    def _stage(self, writer: KBWriter, pending: list[_Pending], report: IngestReport) -> None:
+        items = [(c.language, c.text_hash, c.index_text) for p in pending for c in p.chunks]
+        self.router.ensure(self.catalog, items)
+        for item in pending:
+            rows = [
+                (c.ordinal, c.text, c.heading, c.page, c.language, c.text_hash, " ".join(default_tokenizer(c.index_text)))
+                for c in item.chunks
+            ]
+            writer.stage(item.staged, rows)
+            if item.staged.failed:
+                continue
+            report.formats[format_of(Path(item.staged.source))].indexed += 1
+            report.chunks += len(rows)
+            if item.is_new:
+                report.added += 1
+            else:
+                report.updated += 1

@@ -1,0 +1,146 @@
+"""The one facade that the CLI, the API, the web UI and the scheduler call."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ingest.discovery import discover
+from ingest.splitter import Splitter
+from rag.config import Settings
+from rag.embed import EmbeddingRouter
+from rag.errors import InvalidInput
+from rag.indexing import Indexer, IngestReport, ProgressCallback
+from rag.retrieve.rerank import Reranker, load_reranker
+from rag.retrieve.searcher import Mode, Searcher, SearchOptions
+from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo
+from rag.store.reader import SnapshotCache
+from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.llm.base import ChatModel
+
+KB_NAME = re.compile(r"^[\w-]{1,64}$")
+
+
+def validate_kb_name(name: str) -> str:
+    if not isinstance(name, str) or not KB_NAME.fullmatch(name) or "\n" in name:
+        raise InvalidInput(
+            f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_' or '-'"
+        )
+    return name
+
+
+class RagService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(settings.catalog_path)
+        emb = settings.embedding
+        self.router = EmbeddingRouter(emb.english, emb.chinese, emb.device, emb.batch_size)
+        self.snapshots = SnapshotCache(self.catalog, self.kb_dir)
+        self.indexer = Indexer(
+            self.catalog,
+            self.router,
+            Splitter(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens),
+            self.kb_dir,
+            settings.retrieval.bm25_method,
+            max_file_bytes=int(settings.server.max_file_mb * 1024 * 1024),
+        )
+        self._chat_model_lock = threading.Lock()
+
+    def kb_dir(self, kb: str) -> Path:
+        return self.settings.kbs_dir / kb
+
+    # -- knowledge bases ---------------------------------------------------------------------
+    def create_kb(self, name: str, description: str = "") -> KBInfo:
+        return self.catalog.create_kb(validate_kb_name(name), description)
+
+    def list_kbs(self) -> list[KBInfo]:
+        return self.catalog.list_kbs()
+
+    def get_kb(self, name: str) -> KBInfo:
+        return self.catalog.get_kb(validate_kb_name(name))
+
+    def delete_kb(self, name: str) -> None:
+        self.get_kb(name)
+        with self.indexer.writer(name):
+            self.catalog.delete_kb(name)
+        self.snapshots.forget(name)
+        shutil.rmtree(self.kb_dir(name), ignore_errors=True)
+
+    # -- documents ---------------------------------------------------------------------------
+    def ingest(self, kb: str, paths: list[Path], progress: ProgressCallback | None = None) -> IngestReport:
+        self.get_kb(kb)
+        try:
+            files = discover(paths)
+        except FileNotFoundError as exc:
+            raise InvalidInput(str(exc)) from exc
+        return self.indexer.ingest(kb, files, progress=progress)
+
+    def sync(self, kb: str, folder: Path, progress: ProgressCallback | None = None) -> IngestReport:
+        self.get_kb(kb)
+        if not folder.is_dir():
+            raise InvalidInput(f"sync source is not a folder: {folder}")
+        return self.indexer.ingest(kb, discover([folder]), mirror=True, progress=progress)
+
+    def list_documents(self, kb: str) -> list[DocumentInfo]:
+        self.get_kb(kb)
+        return self.catalog.documents(kb)
+
+    def get_document(self, kb: str, doc_id: str) -> DocumentInfo:
+        self.get_kb(kb)
+        return self.catalog.document(kb, doc_id)
+
+    def document_chunks(self, kb: str, doc_id: str) -> list[ChunkRow]:
+        self.get_document(kb, doc_id)
+        return self.catalog.document_chunks(kb, doc_id)
+
+    def delete_document(self, kb: str, doc_id: str) -> None:
+        self.get_document(kb, doc_id)
+        self.indexer.delete_documents(kb, [doc_id])
+
+    # -- retrieval ---------------------------------------------------------------------------
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        name = self.settings.retrieval.reranker
+        return load_reranker(name, self.settings.embedding.device) if name else None
+
+    @cached_property
+    def searcher(self) -> Searcher:
+        return Searcher(self.catalog, self.snapshots, self.router, self.settings.retrieval, self.reranker)
+
+    def search(
+        self,
+        kb: str,
+        query: str,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+        bm25_weight: float | None = None,
+        dense_weight: float | None = None,
+    ) -> list[Hit]:
+        self.get_kb(kb)
+        if not query or not query.strip():
+            raise InvalidInput("query must not be empty")
+        top_k = top_k or self.settings.retrieval.top_k
+        if not 1 <= top_k <= 1000:
+            raise InvalidInput("top_k must be between 1 and 1000")
+        options = SearchOptions(top_k=top_k, mode=mode, bm25_weight=bm25_weight, dense_weight=dense_weight)
+        return self.searcher.search(kb, query, options)
+
+    def warm_up(self) -> None:
+        """Load the embedding models now rather than on the first query."""
+        for name in {self.router.english, self.router.chinese}:
+            self.router.embedder(name).embed_query("warm up")
+
+    # -- answering ---------------------------------------------------------------------------
+    @cached_property
+    def chat_model(self) -> ChatModel:
+        from rag.llm import create_chat_model
+
+        with self._chat_model_lock:
+            return create_chat_model(self.settings.llm, self.settings.home)

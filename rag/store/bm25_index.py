@@ -1,0 +1,60 @@
+"""A persistent BM25 index over chunk ids, built with bm25s (sparse matrices: fast at millions of chunks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+
+class BM25Index:
+    def __init__(self, model: bm25s.BM25 | None, ids: np.ndarray, vocab: dict[str, int]) -> None:
+        self._model = model
+        self.ids = ids
+        self._vocab = vocab
+
+    @classmethod
+    def build(cls, ids: list[int], token_lists: list[list[str]], method: str = "lucene") -> BM25Index:
+        id_array = np.asarray(ids, dtype=np.int64)
+        if not ids:
+            return cls(None, id_array, {})
+        vocab: dict[str, int] = {}
+        corpus_ids = [[vocab.setdefault(token, len(vocab)) for token in tokens] for tokens in token_lists]
+        if not vocab:
+            return cls(None, id_array, {})
+        model = bm25s.BM25(method=method)
+        model.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=vocab), show_progress=False)
+        return cls(model, id_array, vocab)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def search(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, raw BM25 scores), best first; only chunks matching some token."""
+        known = [t for t in tokens if t in self._vocab]
+        if self._model is None or not known:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        scores = self._model.get_scores(known)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[scores[top] > 0]
+        return self.ids[top], scores[top]
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "ids.npy", self.ids, allow_pickle=False)
+        (folder / "vocab.json").write_text(json.dumps(self._vocab, ensure_ascii=False), encoding="utf-8")
+        if self._model is not None:
+            self._model.save(str(folder / "bm25s"), allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> BM25Index:
+        ids = np.load(folder / "ids.npy", allow_pickle=False)
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        model = None
+        if (folder / "bm25s").exists():
+            model = bm25s.BM25.load(str(folder / "bm25s"), allow_pickle=False)
+        return cls(model, ids, vocab)

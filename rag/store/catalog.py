@@ -1,0 +1,408 @@
+"""The knowledge-base catalog in SQLite: KBs, documents, versioned chunks, cached embeddings, jobs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import DocumentNotFound, KBExists, KBNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class KBInfo:
+    name: str
+    description: str
+    documents: int
+    chunks: int
+    generation: int
+    created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "documents": self.documents, "chunks": self.chunks}
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    doc_id: str
+    source: str
+    status: str
+    chunks: int
+    error: str | None
+    format: str
+    content_hash: str | None
+    size: int
+    title: str | None
+    path: str | None
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "status": self.status,
+            "chunks": self.chunks,
+            "error": self.error,
+            "format": self.format,
+            "size": self.size,
+            "title": self.title,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRow:
+    id: int
+    doc_id: str
+    ordinal: int
+    text: str
+    heading: str | None
+    page: int | None
+    language: str
+    source: str
+
+
+@dataclass(slots=True)
+class StagedDocument:
+    """A document whose new chunks are written but not yet visible; made visible by ``commit``."""
+
+    doc_id: str
+    source: str
+    path: str | None
+    format: str
+    content_hash: str | None
+    size: int
+    title: str | None
+    chunk_count: int
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class Catalog:
+    """Thread-safe (one connection per thread), multi-process safe (SQLite WAL, busy timeout)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        schema = resources.files("rag.store").joinpath("schema.sql").read_text(encoding="utf-8")
+        self.db.executescript(schema)
+
+    # -- connections -------------------------------------------------------------------------
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- knowledge bases ---------------------------------------------------------------------
+    def create_kb(self, name: str, description: str = "") -> KBInfo:
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM kbs WHERE name=?", (name,)).fetchone():
+                raise KBExists(f"knowledge base '{name}' already exists")
+            db.execute("INSERT INTO kbs(name, description, created_at) VALUES (?,?,?)", (name, description, time.time()))
+        return self.get_kb(name)
+
+    def kb_exists(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM kbs WHERE name=?", (name,)).fetchone() is not None
+
+    def get_kb(self, name: str) -> KBInfo:
+        row = self.db.execute("SELECT * FROM kbs WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise KBNotFound(f"knowledge base '{name}' does not exist")
+        return self._kb_info(row)
+
+    def list_kbs(self) -> list[KBInfo]:
+        rows = self.db.execute("SELECT * FROM kbs ORDER BY name").fetchall()
+        return [self._kb_info(row) for row in rows]
+
+    def _kb_info(self, row: sqlite3.Row) -> KBInfo:
+        name, generation = row["name"], row["generation"]
+        documents = self.db.execute(
+            "SELECT COUNT(*) FROM documents WHERE kb=? AND status='indexed'", (name,)
+        ).fetchone()[0]
+        chunks = self.db.execute(
+            "SELECT COUNT(*) FROM chunks WHERE kb=? AND added_gen<=? AND (deleted_gen IS NULL OR deleted_gen>?)",
+            (name, generation, generation),
+        ).fetchone()[0]
+        return KBInfo(name, row["description"], documents, chunks, generation, row["created_at"])
+
+    def delete_kb(self, name: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM kbs WHERE name=?", (name,)).rowcount == 0:
+                raise KBNotFound(f"knowledge base '{name}' does not exist")
+            db.execute("DELETE FROM chunks WHERE kb=?", (name,))
+            db.execute("DELETE FROM documents WHERE kb=?", (name,))
+
+    def generation(self, kb: str) -> int:
+        row = self.db.execute("SELECT generation FROM kbs WHERE name=?", (kb,)).fetchone()
+        if row is None:
+            raise KBNotFound(f"knowledge base '{kb}' does not exist")
+        return int(row[0])
+
+    # -- documents ---------------------------------------------------------------------------
+    def documents(self, kb: str) -> list[DocumentInfo]:
+        rows = self.db.execute("SELECT * FROM documents WHERE kb=? ORDER BY source", (kb,)).fetchall()
+        return [self._document_info(row) for row in rows]
+
+    def document(self, kb: str, doc_id: str) -> DocumentInfo:
+        row = self.db.execute("SELECT * FROM documents WHERE kb=? AND doc_id=?", (kb, doc_id)).fetchone()
+        if row is None:
+            raise DocumentNotFound(f"document '{doc_id}' is not in knowledge base '{kb}'")
+        return self._document_info(row)
+
+    @staticmethod
+    def _document_info(row: sqlite3.Row) -> DocumentInfo:
+        return DocumentInfo(
+            doc_id=row["doc_id"],
+            source=row["source"],
+            status=row["status"],
+            chunks=row["chunks"],
+            error=row["error"],
+            format=row["format"],
+            content_hash=row["content_hash"],
+            size=row["size"],
+            title=row["title"],
+            path=row["path"],
+            updated_at=row["updated_at"],
+        )
+
+    def document_chunks(self, kb: str, doc_id: str) -> list[ChunkRow]:
+        generation = self.generation(kb)
+        rows = self.db.execute(
+            "SELECT c.*, d.source FROM chunks c JOIN documents d ON d.kb=c.kb AND d.doc_id=c.doc_id "
+            "WHERE c.kb=? AND c.doc_id=? AND c.added_gen<=? AND (c.deleted_gen IS NULL OR c.deleted_gen>?) "
+            "ORDER BY c.ordinal",
+            (kb, doc_id, generation, generation),
+        ).fetchall()
+        return [self._chunk_row(row) for row in rows]
+
+    # -- writing: stage, then commit a generation --------------------------------------------
+    def recover(self, kb: str) -> int:
+        """Drop what an interrupted writer staged past the committed generation. Returns rows dropped."""
+        with self._tx() as db:
+            generation = db.execute("SELECT generation FROM kbs WHERE name=?", (kb,)).fetchone()[0]
+            dropped = db.execute("DELETE FROM chunks WHERE kb=? AND added_gen>?", (kb, generation)).rowcount
+            db.execute("UPDATE chunks SET deleted_gen=NULL WHERE kb=? AND deleted_gen>?", (kb, generation))
+        return dropped
+
+    def stage_chunks(self, kb: str, generation: int, doc_id: str, chunks: Iterable[tuple[Any, ...]]) -> None:
+        """Write chunks invisible to readers until ``commit(kb, generation, ...)``.
+
+        Each chunk tuple is (ordinal, text, heading, page, language, text_hash, tokens).
+        """
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO chunks(kb, doc_id, ordinal, text, heading, page, language, text_hash, tokens, added_gen) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(kb, doc_id, *chunk, generation) for chunk in chunks],
+            )
+
+    def stage_tombstones(self, kb: str, generation: int, doc_ids: Iterable[str]) -> None:
+        """Mark the current chunks of these documents as gone from ``generation`` on (still visible before)."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE chunks SET deleted_gen=? WHERE kb=? AND doc_id=? AND added_gen<? AND deleted_gen IS NULL",
+                [(generation, kb, doc_id, generation) for doc_id in doc_ids],
+            )
+
+    def commit(self, kb: str, generation: int, staged: list[StagedDocument], deleted: list[str]) -> None:
+        """Atomically make ``generation`` (chunks and tombstones staged for it) the visible state of ``kb``."""
+        now = time.time()
+        with self._tx() as db:
+            for doc in staged:
+                if doc.failed:
+                    self._record_failure(db, kb, doc, now)
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO documents(kb, doc_id, source, path, format, content_hash, size, status, "
+                    "error, chunks, title, updated_at) VALUES (?,?,?,?,?,?,?,'indexed',NULL,?,?,?)",
+                    (kb, doc.doc_id, doc.source, doc.path, doc.format, doc.content_hash, doc.size,
+                     doc.chunk_count, doc.title, now),
+                )
+            for doc_id in deleted:
+                db.execute("DELETE FROM documents WHERE kb=? AND doc_id=?", (kb, doc_id))
+            db.execute("UPDATE kbs SET generation=? WHERE name=?", (generation, kb))
+            # Readers at the previous generation may still resolve its chunks; older tombstones go.
+            db.execute(
+                "DELETE FROM chunks WHERE kb=? AND deleted_gen IS NOT NULL AND deleted_gen<?", (kb, generation)
+            )
+
+    @staticmethod
+    def _record_failure(db: sqlite3.Connection, kb: str, doc: StagedDocument, now: float) -> None:
+        existing = db.execute("SELECT status FROM documents WHERE kb=? AND doc_id=?", (kb, doc.doc_id)).fetchone()
+        if existing is not None and existing["status"] == "indexed":
+            # Keep the version already indexed; the error says the update failed.
+            db.execute(
+                "UPDATE documents SET error=?, updated_at=? WHERE kb=? AND doc_id=?",
+                (f"update failed, previous version kept: {doc.error}", now, kb, doc.doc_id),
+            )
+            return
+        db.execute(
+            "INSERT OR REPLACE INTO documents(kb, doc_id, source, path, format, content_hash, size, status, error, "
+            "chunks, title, updated_at) VALUES (?,?,?,?,?,?,?,'failed',?,0,NULL,?)",
+            (kb, doc.doc_id, doc.source, doc.path, doc.format, doc.content_hash, doc.size, doc.error, now),
+        )
+
+    # -- reading chunks ----------------------------------------------------------------------
+    def visible_chunks(self, kb: str, generation: int) -> Iterator[sqlite3.Row]:
+        yield from self.db.execute(
+            "SELECT id, language, text_hash, tokens FROM chunks "
+            "WHERE kb=? AND added_gen<=? AND (deleted_gen IS NULL OR deleted_gen>?) ORDER BY id",
+            (kb, generation, generation),
+        )
+
+    def chunks_by_id(self, kb: str, ids: Iterable[int], generation: int) -> dict[int, ChunkRow]:
+        """The chunks among ``ids`` that are visible at ``generation`` (the reader's snapshot)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT c.*, d.source FROM chunks c JOIN documents d ON d.kb=c.kb AND d.doc_id=c.doc_id "
+            f"WHERE c.kb=? AND c.id IN ({marks}) AND c.added_gen<=? AND (c.deleted_gen IS NULL OR c.deleted_gen>?)",
+            (kb, *ids, generation, generation),
+        ).fetchall()
+        return {row["id"]: self._chunk_row(row) for row in rows}
+
+    def chunk_texts_by_hash(self, kb: str, text_hashes: set[str]) -> list[tuple[str, str, str]]:
+        """(language, text_hash, index text) for chunks of ``kb`` with these hashes."""
+        found: dict[str, tuple[str, str, str]] = {}
+        hashes = list(text_hashes)
+        for start in range(0, len(hashes), 500):
+            batch = hashes[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(
+                f"SELECT language, text_hash, heading, text FROM chunks WHERE kb=? AND text_hash IN ({marks})",
+                (kb, *batch),
+            ):
+                text = f"{row['heading']}\n{row['text']}" if row["heading"] else row["text"]
+                found[row["text_hash"]] = (row["language"], row["text_hash"], text)
+        return list(found.values())
+
+    @staticmethod
+    def _chunk_row(row: sqlite3.Row) -> ChunkRow:
+        return ChunkRow(
+            id=row["id"],
+            doc_id=row["doc_id"],
+            ordinal=row["ordinal"],
+            text=row["text"],
+            heading=row["heading"],
+            page=row["page"],
+            language=row["language"],
+            source=row["source"],
+        )
+
+    # -- embeddings cache --------------------------------------------------------------------
+    def cached_embeddings(self, model: str, text_hashes: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(text_hashes), 500):
+            batch = text_hashes[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(
+                f"SELECT text_hash, vector FROM embeddings WHERE model=? AND text_hash IN ({marks})", (model, *batch)
+            ):
+                found[row[0]] = np.frombuffer(row[1], dtype=np.float32)
+        return found
+
+    def store_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES (?,?,?)",
+                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
+            )
+
+    # -- jobs --------------------------------------------------------------------------------
+    def create_job(self, job_id: str, kind: str, kb: str | None, total: int = 0) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs(job_id, kb, kind, status, total, created_at) VALUES (?,?,?,?,?,?)",
+                (job_id, kb, kind, "queued", total, time.time()),
+            )
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        if "result" in fields and fields["result"] is not None:
+            fields["result"] = json.dumps(fields["result"], ensure_ascii=False)
+        if fields.get("status") == "running":
+            fields.setdefault("started_at", time.time())
+        if fields.get("status") in {"succeeded", "failed", "skipped"}:
+            fields.setdefault("finished_at", time.time())
+        assignments = ", ".join(f"{key}=?" for key in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*fields.values(), job_id))
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return self._job_dict(row) if row else None
+
+    def jobs(self, kb: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if kb is None:
+            rows = self.db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = self.db.execute(
+                "SELECT * FROM jobs WHERE kb=? ORDER BY created_at DESC LIMIT ?", (kb, limit)
+            ).fetchall()
+        return [self._job_dict(row) for row in rows]
+
+    def fail_interrupted_jobs(self, reason: str) -> int:
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE jobs SET status='failed', error=?, finished_at=? WHERE status IN ('queued','running')",
+                (reason, time.time()),
+            ).rowcount
+
+    @staticmethod
+    def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "job_id": row["job_id"],
+            "kb": row["kb"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "progress": {"done": row["done"], "total": row["total"]},
+            "result": json.loads(row["result"]) if row["result"] else None,
+            "error": row["error"],
+            "created_at": row["created_at"],
+            "started_at": row["started_at"],
+            "finished_at": row["finished_at"],
+        }
+
+
+class _Transaction:
+    """``with catalog._tx() as db:`` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,93 @@
+"""The single writer of a KB: stages documents, then commits them as a new generation.
+
+One writer per KB at a time, across threads and processes (a file lock). Opening a writer first
+undoes whatever an interrupted writer staged, so a ``kill -9`` leaves the last committed state.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from filelock import FileLock
+
+from rag.embed import EmbeddingRouter
+from rag.store.catalog import Catalog, StagedDocument
+from rag.store.snapshot import build_snapshot, remove_stale
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+def _thread_lock(key: str) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(key, threading.Lock())
+
+
+class KBWriter:
+    def __init__(
+        self,
+        catalog: Catalog,
+        kb: str,
+        kb_dir: Path,
+        router: EmbeddingRouter,
+        bm25_method: str,
+    ) -> None:
+        self.catalog = catalog
+        self.kb = kb
+        self.kb_dir = kb_dir
+        self._router = router
+        self._bm25_method = bm25_method
+        self._file_lock = FileLock(str(kb_dir / "write.lock"))
+        self._thread_lock = _thread_lock(str(kb_dir.resolve()))
+        self._staged: list[StagedDocument] = []
+        self._deleted: list[str] = []
+        self.generation = 0
+
+    def __enter__(self) -> KBWriter:
+        self.kb_dir.mkdir(parents=True, exist_ok=True)
+        self._thread_lock.acquire()
+        try:
+            self._file_lock.acquire()
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        self.catalog.recover(self.kb)
+        committed = self.catalog.generation(self.kb)
+        remove_stale(self.kb_dir, committed - 1, committed)
+        self.generation = committed + 1
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is not None:
+                self.catalog.recover(self.kb)
+        finally:
+            self._file_lock.release()
+            self._thread_lock.release()
+
+    @property
+    def pending(self) -> int:
+        return len(self._staged) + len(self._deleted)
+
+    def stage(self, document: StagedDocument, chunks: list[tuple[object, ...]]) -> None:
+        """Stage a new version of a document (or its failure). Chunk tuples as in Catalog.stage_chunks."""
+        if not document.failed:
+            self.catalog.stage_tombstones(self.kb, self.generation, [document.doc_id])
+            self.catalog.stage_chunks(self.kb, self.generation, document.doc_id, chunks)
+        self._staged.append(document)
+
+    def delete(self, doc_id: str) -> None:
+        self.catalog.stage_tombstones(self.kb, self.generation, [doc_id])
+        self._deleted.append(doc_id)
+
+    def commit(self) -> int:
+        """Publish everything staged as one generation; returns the generation now visible."""
+        if not self.pending:
+            return self.generation - 1
+        build_snapshot(self.catalog, self.kb, self.generation, self.kb_dir, self._router, self._bm25_method)
+        self.catalog.commit(self.kb, self.generation, self._staged, self._deleted)
+        remove_stale(self.kb_dir, self.generation - 1, self.generation)
+        self._staged, self._deleted = [], []
+        self.generation += 1
+        return self.generation - 1
