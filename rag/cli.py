@@ -180,6 +180,88 @@ def evaluate(beir: Annotated[Path, typer.Option("--beir", help="A BEIR folder.")
     out.print(table)
 
 
+# -- ask ------------------------------------------------------------------------------------
+@app.command()
+def ask(kb: KBOption, question: str,
+        top_k: Annotated[int | None, typer.Option("--top-k", help="Sources to retrieve.")] = None,
+        max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Longest answer.")] = None,
+        temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+        as_json: JsonFlag = False) -> None:
+    """Answer a question from a knowledge base, with citations (streams to the terminal)."""
+    from rag.chat import ChatOptions, generation_params, stream_answer
+
+    svc = service()
+    svc.get_kb(kb)
+    params = generation_params(svc, None)
+    if max_tokens is not None:
+        params.max_tokens = max_tokens
+    if temperature is not None:
+        params.temperature = temperature
+    options = ChatOptions(top_k=top_k, params=params)
+    answer = None
+    for event in stream_answer(svc, kb, [{"role": "user", "content": question}], options):
+        if event.kind == "token" and not as_json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif event.kind == "done":
+            answer = event.answer
+    if answer is None:
+        raise RagError("no answer was produced")
+    if as_json:
+        print_json(answer.to_json())
+        return
+    sys.stdout.write("\n")
+    if not answer.grounded:
+        out.print("[dim](no relevant passages found in the knowledge base)[/dim]")
+    for citation in answer.citations:
+        where = citation.source + (f" p.{citation.page}" if citation.page else "")
+        snippet = " ".join(citation.text.split())[:160]
+        out.print(f"[bold][{citation.n}][/bold] [cyan]{where}[/cyan]  [dim]{snippet}[/dim]", highlight=False)
+
+
+# -- serving and background work ------------------------------------------------------------
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+          port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None) -> None:
+    """Serve the REST API, the OpenAI-compatible /v1 and the web UI (/ui)."""
+    from rag.api.server import serve as run_server
+
+    settings = load_settings()
+    run_server(settings, host or settings.server.host, port or settings.server.port)
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the scheduled syncs of the config file's `sources` until stopped."""
+    from rag.scheduler import run_scheduler
+
+    run_scheduler(load_settings())
+
+
+@app.command()
+def demo(if_missing: Annotated[bool, typer.Option("--if-missing", help="Only when the demo KB is absent.")] = False
+         ) -> None:
+    """Create the demo knowledge base from the bundled sample documents."""
+    from rag.demo import ensure_demo_kb
+
+    name, created = ensure_demo_kb(service(), only_if_missing=if_missing)
+    out.print(f"demo knowledge base [bold]{name}[/bold] {'created' if created else 'already present'}")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Bundled model files.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("prepare")
+def models_prepare() -> None:
+    """Assemble and verify the bundled chat model (GGUF) so the first question does not wait for it."""
+    from rag.llm.assets import bundled_gguf_path
+
+    settings = load_settings()
+    path = bundled_gguf_path(settings.models_dir)
+    out.print(f"bundled chat model ready: {path}", highlight=False)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

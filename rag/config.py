@@ -46,7 +46,10 @@ class RetrievalSettings(BaseModel):
     # Dense hits from the index of the other language's chunks count this much less.
     cross_language_weight: float = 0.5
     reranker: str | None = None  # cross-encoder name or path, e.g. "BAAI/bge-reranker-base"
-    relevance_threshold: float = 0.0
+    relevance_threshold: float = 0.0  # minimum fused score (0..1) of a hit used as a source
+    # A source must show absolute relevance: dense cosine similarity or raw BM25 score at least this.
+    min_similarity: float = 0.3
+    min_bm25_score: float = 3.0
 
 
 class LLMSettings(BaseModel):
@@ -85,6 +88,10 @@ class Settings(BaseSettings):
 
     home: Path = Path(".rag")
     config: Path | None = None
+    # Assembled bundled model files (shared by every RAG_HOME on the machine).
+    models_dir: Path = Field(
+        default_factory=lambda: Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "rag-assistant"
+    )
     embedding: EmbeddingSettings = EmbeddingSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
@@ -94,7 +101,7 @@ class Settings(BaseSettings):
     # "KEY:role[:kb1,kb2]" entries separated by ";" — see docs/configuration.md.
     api_keys: SecretStr | None = None
 
-    @field_validator("home")
+    @field_validator("home", "models_dir")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
