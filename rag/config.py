@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import ConfigError
@@ -77,10 +77,23 @@ class ServerSettings(BaseModel):
     max_request_mb: float = 200.0
 
 
+class IngestSettings(BaseModel):
+    # A long ingest or sync publishes what it has done so far at least this often (one generation each).
+    commit_seconds: float = Field(default=30.0, gt=0)
+    embed_batch_chunks: int = Field(default=256, ge=1)  # chunks parsed before they are embedded and staged
+
+
 class SyncSource(BaseModel):
     kb: str
     folder: Path
-    cron: str
+    cron: str | None = None  # crontab syntax, e.g. "0 2 * * *" (the scheduler's local time zone)
+    interval_seconds: float | None = Field(default=None, gt=0)  # instead of cron: every N seconds
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> SyncSource:
+        if (self.cron is None) == (self.interval_seconds is None):
+            raise ValueError(f"source of kb '{self.kb}': give exactly one of `cron` and `interval_seconds`")
+        return self
 
 
 class Settings(BaseSettings):
@@ -97,6 +110,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
     server: ServerSettings = ServerSettings()
+    ingest: IngestSettings = IngestSettings()
     sources: list[SyncSource] = []
     # "KEY:role[:kb1,kb2]" entries separated by ";" — see docs/configuration.md.
     api_keys: SecretStr | None = None

@@ -10,7 +10,7 @@ from typing import Any
 
 from ingest.discovery import SourceFile
 from ingest.errors import FileRejected
-from ingest.loaders import format_of, load_document
+from ingest.loaders import LoadLimits, format_of, load_document
 from ingest.models import Chunk, ParsedDocument, content_hash
 from ingest.splitter import Splitter
 from rag.embed import EmbeddingRouter
@@ -66,6 +66,7 @@ class Indexer:
         max_file_bytes: int,
         commit_seconds: float = 30.0,
         embed_batch_chunks: int = 256,
+        load_limits: LoadLimits | None = None,
     ) -> None:
         self.catalog = catalog
         self.router = router
@@ -75,9 +76,10 @@ class Indexer:
         self.max_file_bytes = max_file_bytes
         self.commit_seconds = commit_seconds
         self.embed_batch_chunks = embed_batch_chunks
+        self.load_limits = load_limits or LoadLimits()
 
-    def writer(self, kb: str) -> KBWriter:
-        return KBWriter(self.catalog, kb, self._kb_dir(kb), self.router, self.bm25_method)
+    def writer(self, kb: str, wait: bool = True) -> KBWriter:
+        return KBWriter(self.catalog, kb, self._kb_dir(kb), self.router, self.bm25_method, wait=wait)
 
     def ingest(
         self,
@@ -86,15 +88,17 @@ class Indexer:
         mirror: bool = False,
         progress: ProgressCallback | None = None,
         parsed: dict[str, ParsedDocument] | None = None,
+        wait: bool = True,
     ) -> IngestReport:
         """Add new files, re-index changed ones, skip unchanged; with ``mirror``, delete documents not in ``files``.
 
         ``parsed`` lets callers that already hold text (the evaluator) skip parsing: source → document;
         such files need not exist on disk (their content hash is taken from the parsed text).
+        With ``wait=False`` a KB being written by someone else raises ``WriterBusy`` instead of waiting.
         """
         started = time.perf_counter()
         report = IngestReport(kb=kb)
-        with self.writer(kb) as writer:
+        with self.writer(kb, wait=wait) as writer:
             known = {doc.doc_id: doc for doc in self.catalog.documents(kb)}
             pending: list[_Pending] = []
             last_commit = time.monotonic()
@@ -150,7 +154,7 @@ class Indexer:
             stats.indexed += 1
             return None
         try:
-            document = parsed[file.source] if parsed and file.source in parsed else load_document(file.path, file.source, data)
+            document = parsed[file.source] if parsed and file.source in parsed else load_document(file.path, file.source, data, self.load_limits)
             chunks = self.splitter.split_document(document)
         except FileRejected as exc:
             return self._failure(file, fmt, digest, len(data), exc.reason, report)

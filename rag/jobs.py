@@ -19,6 +19,13 @@ Progress = Callable[[int, int, str], None]
 JobFunction = Callable[[Progress], dict[str, Any]]
 
 
+class JobSkipped(RagError):
+    """Raised by a job's work when it decides not to run (e.g. another process holds the KB); recorded as skipped."""
+
+    code = "job_skipped"
+    http_status = 409
+
+
 class JobRunner:
     def __init__(self, catalog: Catalog, max_workers: int = 2) -> None:
         self.catalog = catalog
@@ -53,6 +60,8 @@ class JobRunner:
         try:
             result = work(progress)
             self.catalog.update_job(job_id, status="succeeded", result=result)
+        except JobSkipped as exc:
+            self.catalog.update_job(job_id, status="skipped", error=exc.message)
         except RagError as exc:
             self.catalog.update_job(job_id, status="failed", error=exc.message)
         except Exception as exc:  # a job must end failed with a reason, never stay "running"

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.discovery import discover
+from ingest.discovery import SourceFile, discover
 from ingest.splitter import Splitter
 from rag.config import Settings
 from rag.embed import EmbeddingRouter
@@ -50,6 +50,8 @@ class RagService:
             self.kb_dir,
             settings.retrieval.bm25_method,
             max_file_bytes=int(settings.server.max_file_mb * 1024 * 1024),
+            commit_seconds=settings.ingest.commit_seconds,
+            embed_batch_chunks=settings.ingest.embed_batch_chunks,
         )
         self._chat_model_lock = threading.Lock()
 
@@ -82,11 +84,19 @@ class RagService:
             raise InvalidInput(str(exc)) from exc
         return self.indexer.ingest(kb, files, progress=progress)
 
-    def sync(self, kb: str, folder: Path, progress: ProgressCallback | None = None) -> IngestReport:
+    def sync(self, kb: str, folder: Path, progress: ProgressCallback | None = None,
+             wait: bool = True) -> IngestReport:
+        """Mirror ``folder``; with ``wait=False`` raise WriterBusy rather than queue behind another writer."""
         self.get_kb(kb)
         if not folder.is_dir():
             raise InvalidInput(f"sync source is not a folder: {folder}")
-        return self.indexer.ingest(kb, discover([folder]), mirror=True, progress=progress)
+        return self.indexer.ingest(kb, discover([folder]), mirror=True, progress=progress, wait=wait)
+
+    def ingest_files(self, kb: str, files: list[tuple[Path, str]],
+                     progress: ProgressCallback | None = None) -> IngestReport:
+        """Ingest files each named by the given ``source`` (e.g. an upload's sanitised name)."""
+        self.get_kb(kb)
+        return self.indexer.ingest(kb, [SourceFile(path, source) for path, source in files], progress=progress)
 
     def list_documents(self, kb: str) -> list[DocumentInfo]:
         self.get_kb(kb)

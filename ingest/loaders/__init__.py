@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ingest.errors import CorruptFile, EmptyFile, FileRejected, UnsupportedFormat
-from ingest.loaders.formats import LOADERS, Loader
+from ingest.loaders.formats import ISOLATED_SUFFIXES, LOADERS, Loader
+from ingest.loaders.isolation import isolated_load
+from ingest.loaders.limits import DEFAULT_LIMITS, LoadLimits, using_limits
 from ingest.models import ParsedDocument
 from ingest.offline import configure_unstructured
 
-__all__ = ["LOADERS", "Loader", "load_document", "is_supported", "format_of"]
+__all__ = ["LOADERS", "LoadLimits", "Loader", "load_document", "is_supported", "format_of"]
 
 
 def is_supported(path: Path) -> bool:
@@ -21,8 +23,13 @@ def format_of(path: Path) -> str:
     return entry[0] if entry else path.suffix.lower().lstrip(".") or "unknown"
 
 
-def load_document(path: Path, source: str, data: bytes | None = None) -> ParsedDocument:
-    entry = LOADERS.get(path.suffix.lower())
+def load_document(
+    path: Path, source: str, data: bytes | None = None, limits: LoadLimits = DEFAULT_LIMITS
+) -> ParsedDocument:
+    """``limits``: page, time, inflated-size and pixel limits; PDFs and images are parsed in a worker
+    process that is killed when it overruns ``limits.timeout_s``."""
+    suffix = path.suffix.lower()
+    entry = LOADERS.get(suffix)
     if entry is None:
         raise UnsupportedFormat(f"unsupported file type '{path.suffix or path.name}'")
     kind, loader = entry
@@ -32,7 +39,11 @@ def load_document(path: Path, source: str, data: bytes | None = None) -> ParsedD
     if not data.strip():
         raise EmptyFile("file is empty")
     try:
-        sections = loader(data, path)
+        if suffix in ISOLATED_SUFFIXES:
+            sections = isolated_load(suffix, data, path, limits)
+        else:
+            with using_limits(limits):
+                sections = loader(data, path)
     except FileRejected:
         raise
     except Exception as exc:  # a parser's own error: name it, keep the run going

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingest.errors import CorruptFile, EmptyFile, EncryptedFile
+from ingest.errors import CorruptFile, EmptyFile
 from ingest.loaders.decoding import decode_text
 from ingest.loaders.elements import elements_to_sections
 from ingest.loaders.office import check_ooxml
+from ingest.loaders.pdf import load_pdf
 from ingest.models import Section
 
 Loader = Callable[[bytes, Path], list[Section]]
@@ -106,42 +106,6 @@ def _flatten_json(value: Any, prefix: str) -> Any:
         yield f"{prefix}: {value}" if prefix else str(value)
 
 
-def load_pdf(data: bytes, path: Path) -> list[Section]:
-    """Text layer per page with pypdf, then unstructured classifies each page's text.
-
-    unstructured's own partition_pdf needs unstructured-inference (layout models, torchvision
-    and a hub download) even for its "fast" strategy; pypdf gives the same text layer offline.
-    """
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-    from unstructured.partition.text import partition_text
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise EncryptedFile("PDF is password-protected")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except EncryptedFile:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
-        raise CorruptFile(f"damaged PDF: {exc}") from exc
-    except Exception as exc:
-        if "decrypt" in str(exc).lower() or "encrypt" in str(exc).lower():
-            raise EncryptedFile("PDF is password-protected") from exc
-        raise
-    sections: list[Section] = []
-    for number, page_text in enumerate(pages, start=1):
-        if not page_text.strip():
-            continue
-        for section in elements_to_sections(partition_text(text=page_text), trust_titles=False):
-            section.page = number
-            sections.append(section)
-    if not sections:
-        raise EmptyFile("PDF has no text layer (scanned pages need OCR)")
-    return sections
-
-
 LOADERS: dict[str, tuple[str, Loader]] = {
     ".txt": ("txt", load_text),
     ".text": ("txt", load_text),
@@ -159,3 +123,33 @@ LOADERS: dict[str, tuple[str, Loader]] = {
     ".eml": ("eml", load_email),
     ".json": ("json", load_json),
 }
+
+# Registered after LOADERS exists: these modules reuse the OOXML loaders above (doc → docx, ...).
+from ingest.loaders import legacy, mail, markup, structured  # noqa: E402
+from ingest.loaders.code import CODE_SUFFIXES, load_code  # noqa: E402
+from ingest.loaders.ocr import IMAGE_SUFFIXES, load_image  # noqa: E402
+
+LOADERS.update({
+    ".doc": ("doc", legacy.load_doc),
+    ".xls": ("xls", legacy.load_xls),
+    ".ppt": ("ppt", legacy.load_ppt),
+    ".ods": ("ods", legacy.load_ods),
+    ".odp": ("odp", legacy.load_odp),
+    ".odt": ("odt", markup.load_odt),
+    ".rtf": ("rtf", markup.load_rtf),
+    ".epub": ("epub", markup.load_epub),
+    ".rst": ("rst", markup.load_rst),
+    ".org": ("org", markup.load_org),
+    ".msg": ("msg", mail.load_msg),
+    ".xml": ("xml", structured.load_xml),
+    ".ndjson": ("ndjson", structured.load_ndjson),
+    ".jsonl": ("ndjson", structured.load_ndjson),
+    ".yaml": ("yaml", structured.load_yaml),
+    ".yml": ("yaml", structured.load_yaml),
+})
+_IMAGE_NAMES = {".jpeg": "jpg", ".tif": "tiff", ".heif": "heic"}
+LOADERS.update({suffix: (_IMAGE_NAMES.get(suffix, suffix[1:]), load_image) for suffix in IMAGE_SUFFIXES})
+LOADERS.update({suffix: ("code", load_code) for suffix in CODE_SUFFIXES})
+
+# Parsed in a worker process that is killed when it overruns the time budget (see isolation.py).
+ISOLATED_SUFFIXES = frozenset({".pdf", *IMAGE_SUFFIXES})

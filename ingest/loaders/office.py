@@ -6,6 +6,7 @@ import io
 import zipfile
 
 from ingest.errors import CorruptFile, EncryptedFile
+from ingest.loaders.limits import check_zip_container
 
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -18,6 +19,7 @@ def check_ooxml(data: bytes, kind: str) -> None:
         raise CorruptFile(f"not a valid {kind} file (legacy binary Office format under a new extension)")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise CorruptFile(f"not a valid {kind} file (its zip container is damaged)")
+    check_zip_container(data, kind)
 
 
 def _ole_is_encrypted(data: bytes) -> bool:

@@ -22,6 +22,9 @@ class DenseIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
     @property
     def dim(self) -> int:
         return int(self._index.d)

@@ -34,13 +34,15 @@ class SnapshotCache:
             else:
                 try:
                     snapshot = load_snapshot(self._kb_dir(kb), generation)
-                except OSError:
-                    snapshot = None  # a concurrent writer replaced it between our two reads; read again
+                except (OSError, RuntimeError, ValueError):
+                    # A writer removed this (now superseded) generation while we loaded it: FAISS raises
+                    # RuntimeError, numpy/json ValueError or OSError for vanished files. Read the generation again.
+                    snapshot = None
             if snapshot is not None:
                 with self._lock:
                     self._snapshots[kb] = snapshot
                 return snapshot
-        raise IndexMissing(f"the index of knowledge base '{kb}' is missing; re-run `rag ingest` to rebuild it")
+        raise IndexMissing(f"the index of knowledge base '{kb}' is missing; any `rag sync` or `rag ingest` of it rebuilds it")
 
     def forget(self, kb: str) -> None:
         with self._lock:

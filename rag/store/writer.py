@@ -9,11 +9,19 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from rag.embed import EmbeddingRouter
+from rag.errors import RagError
 from rag.store.catalog import Catalog, StagedDocument
-from rag.store.snapshot import build_snapshot, remove_stale
+from rag.store.snapshot import build_snapshot, remove_stale, snapshot_dir
+
+
+class WriterBusy(RagError):
+    """Another thread or process is writing this KB, and the caller asked not to wait."""
+
+    code = "kb_busy"
+    http_status = 409
 
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
@@ -32,8 +40,10 @@ class KBWriter:
         kb_dir: Path,
         router: EmbeddingRouter,
         bm25_method: str,
+        wait: bool = True,
     ) -> None:
         self.catalog = catalog
+        self._wait = wait
         self.kb = kb
         self.kb_dir = kb_dir
         self._router = router
@@ -46,17 +56,33 @@ class KBWriter:
 
     def __enter__(self) -> KBWriter:
         self.kb_dir.mkdir(parents=True, exist_ok=True)
-        self._thread_lock.acquire()
+        busy = WriterBusy(f"knowledge base '{self.kb}' is being written by another sync or ingest")
+        if not self._thread_lock.acquire(blocking=self._wait):
+            raise busy
         try:
-            self._file_lock.acquire()
+            self._file_lock.acquire(timeout=-1 if self._wait else 0)
+        except Timeout:
+            self._thread_lock.release()
+            raise busy from None
         except BaseException:
             self._thread_lock.release()
             raise
+        try:
+            self._open()
+        except BaseException:
+            self._file_lock.release()
+            self._thread_lock.release()
+            raise
+        return self
+
+    def _open(self) -> None:
         self.catalog.recover(self.kb)
         committed = self.catalog.generation(self.kb)
         remove_stale(self.kb_dir, committed - 1, committed)
+        if committed > 0 and not (snapshot_dir(self.kb_dir, committed) / "manifest.json").exists():
+            # The committed snapshot is gone (deleted by hand, lost disk): the catalog is the source of truth.
+            build_snapshot(self.catalog, self.kb, committed, self.kb_dir, self._router, self._bm25_method)
         self.generation = committed + 1
-        return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:

@@ -1,0 +1,33 @@
+"""Outlook .msg mails: body through unstructured (python-oxmsg), subject as heading, attachments named."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from ingest.errors import CorruptFile
+from ingest.loaders.elements import elements_to_sections
+from ingest.loaders.legacy import OLE_MAGIC
+from ingest.models import Section
+
+
+def load_msg(data: bytes, path: Path) -> list[Section]:
+    if not data.startswith(OLE_MAGIC):
+        raise CorruptFile("not an Outlook MSG file (no OLE container)")
+    from oxmsg import Message
+    from unstructured.partition.msg import partition_msg
+
+    message = Message.load(io.BytesIO(data))
+    subject = message.subject or path.stem
+    sections = elements_to_sections(
+        partition_msg(file=io.BytesIO(data), process_attachments=False), trust_titles=False
+    )
+    for section in sections:
+        section.heading = section.heading or subject
+    header = [f"Subject: {subject}"]
+    if message.sender:
+        header.append(f"From: {message.sender}")
+    names = [a.file_name for a in message.attachments if a.file_name]
+    if names:
+        header.append("Attachments: " + ", ".join(names))
+    return [Section(text="\n".join(header), heading=subject), *sections]

@@ -1,0 +1,103 @@
+"""PDF: the text layer per page, and OCR for the pages that have none (scans), decided page by page."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from ingest.errors import CorruptFile, EmptyFile, EncryptedFile
+from ingest.loaders.elements import elements_to_sections
+from ingest.loaders.limits import TooLarge, active_limits, seconds_left
+from ingest.models import Section
+
+# A page whose text layer has fewer visible characters than this is treated as a scan.
+MIN_TEXT_CHARS = 16
+OCR_DPI = 200
+# Oversized pages (a photo saved at 72 dpi is a 20-inch page) are rendered no larger than A4 at 200 dpi:
+# Tesseract reads Chinese worse, and slower, when glyphs get much bigger than scanner size.
+MAX_RENDER_PX = 2339
+
+logger = logging.getLogger(__name__)
+
+
+def load_pdf(data: bytes, path: Path) -> list[Section]:
+    """Text layer per page with pypdf, classified by unstructured; text-less pages rendered and OCR'd.
+
+    unstructured's own partition_pdf needs unstructured-inference (layout models, torchvision
+    and a hub download) even for its "fast" strategy; pypdf gives the same text layer offline.
+    """
+    from unstructured.partition.text import partition_text
+
+    pages = _text_layer(data)
+    limits = active_limits()
+    scanned = [number for number, text in enumerate(pages, start=1) if _visible(text) < MIN_TEXT_CHARS]
+    ocr_text = _ocr_pages(data, scanned[: limits.max_ocr_pages]) if scanned else {}
+    sections: list[Section] = []
+    for number, page_text in enumerate(pages, start=1):
+        seconds_left()
+        text = ocr_text.get(number) or page_text
+        if not text.strip():
+            continue
+        for section in elements_to_sections(partition_text(text=text), trust_titles=False):
+            section.page = number
+            sections.append(section)
+    if not sections:
+        raise EmptyFile("PDF has no text layer and OCR found no text")
+    return sections
+
+
+def _text_layer(data: bytes) -> list[str]:
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise EncryptedFile("PDF is password-protected")
+        count = len(reader.pages)
+        if count > active_limits().max_pages:
+            raise TooLarge(f"PDF has {count} pages, over the {active_limits().max_pages}-page limit")
+        pages: list[str] = []
+        for page in reader.pages:
+            seconds_left()
+            pages.append(page.extract_text() or "")
+        return pages
+    except (EncryptedFile, TooLarge):
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise CorruptFile(f"damaged PDF: {exc}") from exc
+    except Exception as exc:
+        if "decrypt" in str(exc).lower() or "encrypt" in str(exc).lower():
+            raise EncryptedFile("PDF is password-protected") from exc
+        raise
+
+
+def _visible(text: str) -> int:
+    return sum(1 for ch in text if not ch.isspace())
+
+
+def _ocr_pages(data: bytes, numbers: list[int]) -> dict[int, str]:
+    """Render only the given (1-based) pages with pdfium and OCR them."""
+    import pypdfium2 as pdfium
+
+    from ingest.loaders.ocr import ocr_image, tesseract_path
+
+    if tesseract_path() is None:
+        logger.warning("PDF has %d page(s) without text and no OCR engine (tesseract) is installed", len(numbers))
+        return {}
+    document = pdfium.PdfDocument(data)
+    try:
+        found: dict[int, str] = {}
+        for number in numbers:
+            seconds_left()
+            page = document[number - 1]
+            width, height = page.get_size()
+            scale = min(OCR_DPI / 72, MAX_RENDER_PX / max(width, height, 1))
+            image = page.render(scale=scale, grayscale=True).to_pil()
+            page.close()
+            found[number] = ocr_image(image)
+        return found
+    finally:
+        document.close()

@@ -1,0 +1,89 @@
+"""The app factory: the only place that knows both the API and the web UI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from rag.api import chat, documents, health, jobs, kbs, openai_compat, search
+from rag.api.auth import KeyRing
+from rag.api.errors import install_error_handlers
+from rag.api.metrics import Metrics
+from rag.api.middleware import RequestContextMiddleware
+from rag.api.schemas import ErrorResponse
+from rag.api.state import ApiState, Readiness
+from rag.api.uploads import UploadStore
+from rag.config import Settings
+from rag.jobs import JobRunner
+from rag.service import RagService
+
+log = logging.getLogger("rag.api")
+
+_UI_MISSING = """<!doctype html><html><head><meta charset="utf-8"><title>RAG assistant</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>The web UI is not installed</h1><p>{reason}</p>
+<p>The REST API is available: see <a href="/docs">/docs</a>.</p></body></html>"""
+
+
+def create_app(settings: Settings, service: RagService | None = None) -> FastAPI:
+    service = service or RagService(settings)
+    keys = KeyRing.parse(settings.api_keys.get_secret_value() if settings.api_keys else None)
+    state = ApiState(settings=settings, service=service, jobs=JobRunner(service.catalog), keys=keys,
+                     metrics=Metrics(), readiness=Readiness(), uploads=UploadStore(settings.home / "uploads"))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        interrupted = state.jobs.recover_interrupted()
+        if interrupted:
+            log.warning("marked %d job(s) interrupted by the last shutdown as failed", interrupted)
+        state.readiness.start(service)
+        yield
+        state.jobs.shutdown(wait=False)
+
+    app = FastAPI(
+        title="RAG knowledge assistant",
+        version="1",
+        description="Knowledge bases, documents, search, grounded chat, and an OpenAI-compatible /v1. "
+        "Errors are `{\"error\": {\"code\", \"message\"}}`.",
+        lifespan=lifespan,
+        responses={"4XX": {"model": ErrorResponse}, "5XX": {"model": ErrorResponse}},
+    )
+    app.state.api = state
+    install_error_handlers(app)
+    max_body = int(settings.server.max_request_mb * 1024 * 1024)
+    app.add_middleware(RequestContextMiddleware, metrics=state.metrics, max_body_bytes=max_body)
+    for module in (health, kbs, documents, search, chat, jobs, openai_compat):
+        app.include_router(module.router)
+    _mount_ui(app, service, keys)
+    return app
+
+
+def _mount_ui(app: FastAPI, service: RagService, keys: KeyRing) -> None:
+    try:
+        from webui.app import build_ui
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"webui", "webui.app"}:
+            raise
+        _placeholder_ui(app, "This installation has no web UI module (webui.app).")
+        return
+    except Exception as exc:  # a broken UI must not take the API down with it
+        log.exception("the web UI failed to import; serving a placeholder at /ui")
+        _placeholder_ui(app, f"The web UI failed to load: {type(exc).__name__}.")
+        return
+    import gradio as gr
+
+    # With API keys on, the UI asks for one at a login page (any user name, the key as password).
+    auth = (lambda _user, password: keys.principal_for(password) is not None) if keys.enabled else None
+    gr.mount_gradio_app(app, build_ui(service), path="/ui", auth=auth)
+
+
+def _placeholder_ui(app: FastAPI, reason: str) -> None:
+    page = _UI_MISSING.format(reason=reason)
+
+    @app.get("/ui", include_in_schema=False, response_class=HTMLResponse)
+    def ui_placeholder() -> HTMLResponse:
+        return HTMLResponse(page)

@@ -1,0 +1,42 @@
+"""Knowledge bases: create, list, get, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, status
+
+from rag.api.auth import Principal, Role, requires
+from rag.api.schemas import KBCreate, KBDeleted, KBList, KBOut
+from rag.api.state import ApiState, api_state
+from rag.store.catalog import KBInfo
+
+router = APIRouter(prefix="/api/kbs", tags=["knowledge bases"])
+
+
+def kb_out(info: KBInfo) -> KBOut:
+    return KBOut(name=info.name, description=info.description, documents=info.documents, chunks=info.chunks,
+                 generation=info.generation, created_at=info.created_at)
+
+
+@router.get("", response_model=KBList)
+def list_kbs(state: ApiState = Depends(api_state), who: Principal = Depends(requires(Role.reader))) -> KBList:
+    return KBList(kbs=[kb_out(kb) for kb in state.service.list_kbs() if who.may_use(kb.name)])
+
+
+@router.post("", response_model=KBOut, status_code=status.HTTP_201_CREATED)
+def create_kb(body: KBCreate, state: ApiState = Depends(api_state),
+              who: Principal = Depends(requires(Role.admin))) -> KBOut:
+    who.check(Role.admin, body.name)
+    return kb_out(state.service.create_kb(body.name, body.description))
+
+
+@router.get("/{kb}", response_model=KBOut)
+def get_kb(kb: str, state: ApiState = Depends(api_state), _: Principal = Depends(requires(Role.reader))) -> KBOut:
+    return kb_out(state.service.get_kb(kb))
+
+
+@router.delete("/{kb}", response_model=KBDeleted)
+def delete_kb(kb: str, state: ApiState = Depends(api_state),
+              _: Principal = Depends(requires(Role.admin))) -> KBDeleted:
+    state.service.delete_kb(kb)
+    state.uploads.remove_kb(kb)
+    return KBDeleted(name=kb)

@@ -1,0 +1,302 @@
+"""Typed request and response bodies. Shapes follow ../shared/CONTRACT.md; extra fields only extend it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# -- knowledge bases ---------------------------------------------------------------------------
+
+
+class KBCreate(BaseModel):
+    name: str = Field(description="1-64 letters (Unicode allowed), digits, '_' or '-'")
+    description: str = Field(default="", max_length=2000)
+
+
+class KBOut(BaseModel):
+    name: str
+    description: str
+    documents: int
+    chunks: int
+    generation: int
+    created_at: float
+
+
+class KBList(BaseModel):
+    kbs: list[KBOut]
+
+
+class KBDeleted(BaseModel):
+    name: str
+    deleted: bool = True
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    source: str
+    status: str
+    chunks: int
+    error: str | None
+    format: str
+    size: int
+    title: str | None
+    updated_at: float
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class DocumentDeleted(BaseModel):
+    kb: str
+    doc_id: str
+    deleted: bool = True
+
+
+class FileFailure(BaseModel):
+    path: str
+    error: str
+
+
+class IngestResult(BaseModel):
+    kb: str
+    added: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: list[FileFailure]
+    chunks: int
+    seconds: float
+    formats: dict[str, Any] = {}
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: str
+    files: list[str] = Field(default=[], description="the stored name (document source) of each upload")
+
+
+class SyncRequest(BaseModel):
+    source: str = Field(min_length=1, description="a folder on the server to mirror into the KB")
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kb: str | None
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed", "skipped"]
+    progress: JobProgress
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
+    mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
+    bm25_weight: float | None = Field(default=None, ge=0)
+    dense_weight: float | None = Field(default=None, ge=0)
+    explain: bool = Field(default=False, description="include each retriever's rank and raw score")
+
+
+class HitOut(BaseModel):
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    text: str
+    score: float
+    heading: str | None = None
+    explain: dict[str, Any] | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str
+    hits: list[HitOut]
+
+
+# -- chat --------------------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class GenerationFields(BaseModel):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    seed: int | None = None
+
+
+class ChatRequest(GenerationFields):
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
+    relevance_threshold: float | None = Field(default=None, ge=0, le=1)
+    condense: bool = Field(default=True, description="rewrite a follow-up as a standalone question")
+
+
+class CitationOut(BaseModel):
+    n: int
+    doc_id: str
+    source: str
+    page: int | None
+    text: str
+    chunk_id: int | None = None
+
+
+class ChatResponse(BaseModel):
+    answer: str
+    grounded: bool
+    citations: list[CitationOut]
+    search_query: str = ""
+
+
+# -- OpenAI-compatible -------------------------------------------------------------------------
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class OpenAIChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send fields we ignore (user, logprobs, …)
+
+    model: str
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=8192)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    # extensions
+    retrieval_top_k: int | None = Field(default=None, ge=1, le=50, description="kb: models only")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"] = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    sources: list[CitationOut] | None = Field(default=None, description="kb: models: the passages cited")
+    grounded: bool | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    description: str | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported)")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+
+class EmbeddingItem(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingItem]
+    model: str
+    usage: Usage
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    catalog: bool
+    embeddings: bool
+    llm: bool
+    detail: str | None = Field(default=None, description="why warm-up failed, if it did")
+    warm_up_seconds: float | None = None

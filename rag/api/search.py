@@ -1,0 +1,23 @@
+"""Hybrid search over one KB."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends
+
+from rag.api.auth import Principal, Role, requires
+from rag.api.schemas import HitOut, SearchRequest, SearchResponse
+from rag.api.state import ApiState, api_state
+
+router = APIRouter(prefix="/api/kbs/{kb}", tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
+def search(kb: str, body: SearchRequest, state: ApiState = Depends(api_state),
+           _: Principal = Depends(requires(Role.reader))) -> SearchResponse:
+    started = time.perf_counter()
+    hits = state.service.search(kb, body.query, top_k=body.top_k, mode=body.mode,
+                                bm25_weight=body.bm25_weight, dense_weight=body.dense_weight)
+    state.metrics.search.observe(time.perf_counter() - started)
+    return SearchResponse(query=body.query, hits=[HitOut(**hit.to_json(with_explain=body.explain)) for hit in hits])

@@ -1,0 +1,119 @@
+"""`kill -9` of a `rag sync` at random points: the KB stays searchable at its last commit, the next sync finishes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rag.config import load_settings
+from rag.service import RagService
+from test_sync import RAG, TOPICS, note, visible_chunk_problems
+
+FILES = 90
+TRIALS = 5
+
+
+def writer_is_active(catalog_path: Path, kb: str, committed: int) -> bool:
+    """True once the sync process has staged or committed something past ``committed``."""
+    db = sqlite3.connect(catalog_path, timeout=30)
+    try:
+        generation = db.execute("SELECT generation FROM kbs WHERE name=?", (kb,)).fetchone()[0]
+        staged = db.execute("SELECT MAX(added_gen) FROM chunks WHERE kb=?", (kb,)).fetchone()[0] or 0
+        tombstoned = db.execute("SELECT MAX(deleted_gen) FROM chunks WHERE kb=?", (kb,)).fetchone()[0] or 0
+        return max(generation, staged, tombstoned) > committed
+    finally:
+        db.close()
+
+
+def edit_folder(folder: Path, rnd: random.Random, revisions: dict[int, int]) -> None:
+    """New text in a third of the notes, a few notes deleted, earlier deleted ones back."""
+    for i in range(FILES):
+        path = folder / f"note-{i:03d}.txt"
+        if not path.exists():
+            revisions[i] += 1
+            path.write_text(note(i, revisions[i]), encoding="utf-8")
+        elif rnd.random() < 0.35:
+            revisions[i] += 1
+            path.write_text(note(i, revisions[i]), encoding="utf-8")
+    for i in rnd.sample(range(FILES), 4):
+        (folder / f"note-{i:03d}.txt").unlink()
+
+
+def test_kill_9_during_sync_leaves_a_usable_kb_and_the_next_sync_completes(tmp_path: Path) -> None:
+    seed = int.from_bytes(os.urandom(4), "little")
+    rnd = random.Random(seed)
+    folder, home = tmp_path / "docs", tmp_path / "home"
+    folder.mkdir()
+    revisions = dict.fromkeys(range(FILES), -1)
+    for i in range(FILES):
+        (folder / f"note-{i:03d}.txt").write_text(note(i), encoding="utf-8")
+        revisions[i] = 0
+    reader = RagService(load_settings(home=home))
+    reader.create_kb("crash")
+    env = {**os.environ, "RAG_HOME": str(home), "RAG_INGEST__COMMIT_SECONDS": "0.1",
+           "RAG_INGEST__EMBED_BATCH_CHUNKS": "4"}
+    kills: list[str] = []
+
+    for trial in range(TRIALS):
+        if trial:
+            edit_folder(folder, rnd, revisions)
+        committed = reader.catalog.generation("crash")
+        proc = subprocess.Popen([RAG, "sync", "--kb", "crash", str(folder), "--json"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and not writer_is_active(home / "catalog.sqlite", "crash", committed):
+            assert time.monotonic() < deadline, f"seed {seed}: the sync never started writing"
+            time.sleep(0.02)
+        delay = rnd.uniform(0.0, 2.5)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills.append(f"trial {trial}: killed {delay:.2f}s into the write")
+        else:
+            kills.append(f"trial {trial}: finished before the kill")
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+        context = f"seed {seed}, {kills[-1]}"
+        assert visible_chunk_problems(home / "catalog.sqlite", "crash") == [], context
+        generation = reader.catalog.generation("crash")
+        hits = reader.search("crash", f"{TOPICS[trial]} survey markers", top_k=5)  # must not raise
+        assert generation == 0 or hits, context
+
+    done = subprocess.run([RAG, "sync", "--kb", "crash", str(folder), "--json"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"seed {seed}, {kills}: {done.stderr}"
+
+    on_disk = sorted(p.name for p in folder.iterdir())
+    documents = reader.list_documents("crash")
+    assert sorted(d.source for d in documents) == on_disk, kills
+    assert all(d.status == "indexed" for d in documents)
+    for doc in documents:  # each document is the file's latest content, not a version a killed sync left
+        assert doc.content_hash == hashlib.sha256((folder / doc.source).read_bytes()).hexdigest(), doc.source
+    assert visible_chunk_problems(home / "catalog.sqlite", "crash") == [], kills
+    db = sqlite3.connect(home / "catalog.sqlite")
+    try:
+        generation = db.execute("SELECT generation FROM kbs WHERE name='crash'").fetchone()[0]
+        leftovers = db.execute("SELECT COUNT(*) FROM chunks WHERE kb='crash' AND added_gen>?",
+                               (generation,)).fetchone()[0]
+        visible = db.execute("SELECT COUNT(*) FROM chunks WHERE kb='crash' AND added_gen<=? AND "
+                             "(deleted_gen IS NULL OR deleted_gen>?)", (generation, generation)).fetchone()[0]
+    finally:
+        db.close()
+    assert leftovers == 0
+    assert visible == sum(d.chunks for d in documents) == len(on_disk)  # one chunk per short note
+    assert reader.get_kb("crash").documents == len(on_disk)
+    latest = max(revisions[i] for i in range(FILES) if (folder / f"note-{i:03d}.txt").exists())
+    probe = next(i for i in range(FILES) if revisions[i] == latest and (folder / f"note-{i:03d}.txt").exists())
+    hits = reader.search("crash", f"Field note {probe} revision {latest}", top_k=3, mode="bm25")
+    assert hits[0].source == f"note-{probe:03d}.txt", kills
+    snapshot_dirs = sorted(p.name for p in (home / "kbs" / "crash").glob("gen-*"))
+    assert snapshot_dirs[-1] == f"gen-{generation:08d}" and not any(n.endswith(".tmp") for n in snapshot_dirs)
+    reader.catalog.close()
