@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/rag models prepare
 	touch $(STAMP)
 
-# Debian packages the browser tests need (headless Chromium); skipped when already present.
+# Debian packages the browser tests need (headless Chromium), OCR (Tesseract zh+en), legacy Office conversion
+# (LibreOffice) and a CJK font for the generated test corpus; each line is skipped when already present.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@{ command -v chromium && test -d /usr/share/fonts/opentype/noto; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null; }
+	@{ command -v tesseract && command -v soffice && test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui fonts-wqy-microhei >/dev/null; }
 
 run: install
 	$(BIN)/rag demo --if-missing

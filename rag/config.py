@@ -75,6 +75,8 @@ class ServerSettings(BaseModel):
     port: int = 8000
     max_file_mb: float = 50.0
     max_request_mb: float = 200.0
+    # Run the `sources` schedules inside `rag serve`; off when a separate `rag scheduler` runs them.
+    run_schedules: bool = True
 
 
 class IngestSettings(BaseModel):

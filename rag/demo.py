@@ -8,7 +8,9 @@ from rag.errors import InvalidInput, KBNotFound
 from rag.service import RagService
 
 DEMO_KB = "demo"
-DEMO_DESCRIPTION = "Sample documents: a product handbook, a support FAQ, an employee FAQ and travel notes (en/zh)"
+DEMO_DESCRIPTION = (
+    "Sample documents: a product handbook, a support FAQ, an employee FAQ and travel notes (en/zh)"
+)
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 
 

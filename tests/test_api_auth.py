@@ -116,3 +116,13 @@ def test_keys_never_reach_the_log(server: RunningServer) -> None:
     assert "GET /api/kbs" in log  # the access log is there...
     for secret in [*KEYS.values(), "guessed-key-123"]:
         assert secret not in log  # ...without any key in it
+
+
+def test_ui_login_takes_an_api_key(server: RunningServer) -> None:
+    base = server.base_url
+    assert requests.get(f"{base}/ui/config", timeout=30).status_code == 401
+    assert requests.post(f"{base}/ui/login", data={"username": "me", "password": "wrong"}, timeout=30).status_code == 400
+    session = requests.Session()
+    login = session.post(f"{base}/ui/login", data={"username": "me", "password": KEYS["reader"]}, timeout=30)
+    assert login.status_code == 200
+    assert session.get(f"{base}/ui/config", timeout=30).status_code == 200

@@ -282,7 +282,7 @@ def test_page_and_pixel_limits(tmp_path: Path) -> None:
 def write_odd_files(folder: Path, corpus: Path) -> dict[str, str]:
     """Broken and hostile files → the word their failure reason must contain."""
     import docx
-    import msoffcrypto
+    from msoffcrypto.format.ooxml import OOXMLFile
     from pypdf import PdfReader, PdfWriter
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -292,7 +292,7 @@ def write_odd_files(folder: Path, corpus: Path) -> dict[str, str]:
     document.add_paragraph("secret plans")
     document.save(plain)
     with plain.open("rb") as source, (folder / "locked.docx").open("wb") as target:
-        msoffcrypto.format.ooxml.OOXMLFile(source).encrypt("s3cret", target)
+        OOXMLFile(source).encrypt("s3cret", target)
     writer = PdfWriter(clone_from=PdfReader(corpus / "text.pdf"))
     writer.encrypt("s3cret")
     with (folder / "locked.pdf").open("wb") as target:
@@ -308,7 +308,7 @@ def write_odd_files(folder: Path, corpus: Path) -> dict[str, str]:
     (folder / "blank.png").write_bytes(_png_without_text())
     return {
         "empty.docx": "empty", "locked.docx": "password", "locked.pdf": "password", "corrupt.xlsx": "damaged",
-        "bomb.docx": "decompression bomb", "truncated.png": "truncated", "garbage.doc": "doc",
+        "bomb.docx": "decompression bomb", "truncated.png": "truncated", "garbage.doc": "OLE container",
         "blank.png": "no text",
     }
 
@@ -345,7 +345,7 @@ def test_varied_folder_ingests_with_every_failure_explained(corpus: Path, servic
 def test_encrypted_legacy_word_is_named(tmp_path: Path) -> None:
     """msoffcrypto cannot encrypt .doc, but a .docx encrypted under a .doc name is the same OLE container."""
     import docx
-    import msoffcrypto
+    from msoffcrypto.format.ooxml import OOXMLFile
 
     plain = tmp_path / "plain.docx"
     document = docx.Document()
@@ -353,6 +353,6 @@ def test_encrypted_legacy_word_is_named(tmp_path: Path) -> None:
     document.save(plain)
     locked = tmp_path / "locked.doc"
     with plain.open("rb") as source, locked.open("wb") as target:
-        msoffcrypto.format.ooxml.OOXMLFile(source).encrypt("pw", target)
+        OOXMLFile(source).encrypt("pw", target)
     with pytest.raises(EncryptedFile, match="password"):
         load_document(locked, "locked.doc")

@@ -1,17 +1,23 @@
 """Run a loader in a long-lived worker process, so a file that hangs its parser is killed, not waited on.
 
-Only the formats with heavy native or pure-Python page parsing (PDF, images) go through it; the worker
-is started once and reused, so a normal file pays a pipe round trip, not a process start.
+Only the formats with heavy native or page-by-page parsing (PDF, images) go through it; the worker is
+started once and reused, so a normal file pays a pipe round trip, not a process start. The worker is a
+plain ``python -m ingest.loaders.worker`` subprocess (not multiprocessing's spawn, which re-imports
+the caller's ``__main__`` and fails under ``python -c``, notebooks and some servers).
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
 import threading
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ingest.errors import CorruptFile, FileRejected
 from ingest.loaders.limits import LoadLimits, TimedOut
@@ -19,26 +25,45 @@ from ingest.models import Section
 
 # The worker checks the budget itself; this is how much longer the parent waits before killing it.
 KILL_GRACE_S = 5.0
+_HEADER = struct.Struct("<Q")
+
+
+def send_frame(stream: IO[bytes], value: Any) -> None:
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def recv_frame(stream: IO[bytes]) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("worker closed its pipe")
+    (size,) = _HEADER.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError("worker closed its pipe mid-reply")
+    return pickle.loads(payload)  # noqa: S301 - our own worker's replies
 
 
 class IsolatedLoader:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._process: Any = None
-        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def load(self, suffix: str, data: bytes, path: Path, limits: LoadLimits) -> list[Section]:
         with self._lock:
-            conn = self._connection()
+            process = self._worker()
+            assert process.stdin is not None and process.stdout is not None
             try:
-                conn.send((suffix, data, str(path), limits))
-                if not conn.poll(limits.timeout_s + KILL_GRACE_S):
+                send_frame(process.stdin, (suffix, data, str(path), limits))
+                ready, _, _ = select.select([process.stdout], [], [], limits.timeout_s + KILL_GRACE_S)
+                if not ready:
                     self.close()
                     raise TimedOut(f"took longer than {limits.timeout_s:g} s (the per-file time budget)")
-                status, payload = conn.recv()
-            except (EOFError, OSError, BrokenPipeError) as exc:
+                status, payload = recv_frame(process.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
                 self.close()
-                raise CorruptFile("the parser crashed on this file") from exc
+                raise CorruptFile("the parser process died on this file (crash or out of memory)") from exc
         if status == "ok":
             return payload
         if isinstance(payload, FileRejected):
@@ -46,49 +71,26 @@ class IsolatedLoader:
         raise CorruptFile(str(payload))
 
     def close(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
-            self._process.join(timeout=5)
-        if self._conn is not None:
-            self._conn.close()
-        self._process = None
-        self._conn = None
-
-    def _connection(self) -> Connection:
-        if self._process is None or not self._process.is_alive():
-            self.close()
-            context = multiprocessing.get_context("spawn")  # fork would copy a process holding model threads
-            parent, child = context.Pipe()
-            self._process = context.Process(target=_serve, args=(child,), daemon=True, name="rag-ingest-worker")
-            self._process.start()
-            child.close()
-            self._conn = parent
-        assert self._conn is not None
-        return self._conn
-
-
-def _serve(conn: Connection) -> None:
-    from ingest.loaders.formats import LOADERS
-    from ingest.loaders.limits import using_limits
-    from ingest.offline import configure_unstructured
-
-    configure_unstructured()
-    while True:
-        try:
-            suffix, data, path, limits = conn.recv()
-        except EOFError:
+        process, self._process = self._process, None
+        if process is None:
             return
-        _kind, loader = LOADERS[suffix]
-        try:
-            with using_limits(limits):
-                reply: tuple[str, Any] = ("ok", loader(data, Path(path)))
-        except FileRejected as exc:
-            reply = ("rejected", exc)
-        except Exception as exc:  # the parent turns this into a CorruptFile naming the parser's error
-            lines = str(exc).strip().splitlines()
-            detail = lines[0][:200] if lines else "no details"
-            reply = ("error", f"could not parse {_kind.upper()}: {type(exc).__name__}: {detail}")
-        conn.send(reply)
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+    def _worker(self) -> subprocess.Popen[bytes]:
+        if self._process is None or self._process.poll() is not None:
+            self.close()
+            package_root = str(Path(__file__).resolve().parents[2])
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "ingest.loaders.worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            )
+        return self._process
 
 
 _shared = IsolatedLoader()

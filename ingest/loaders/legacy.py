@@ -32,7 +32,7 @@ def check_ole(data: bytes, kind: str) -> None:
     except FileFormatError:
         return  # a variant msoffcrypto does not know; LibreOffice decides
     except Exception as exc:
-        raise CorruptFile(f"damaged {kind} file: {type(exc).__name__}") from exc
+        raise CorruptFile(f"damaged {kind} file (its OLE container cannot be read)") from exc
     if encrypted:
         raise EncryptedFile(f"{kind} file is password-protected")
 

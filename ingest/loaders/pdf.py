@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from pathlib import Path
 
 from ingest.errors import CorruptFile, EmptyFile, EncryptedFile
@@ -79,7 +82,7 @@ def _visible(text: str) -> int:
 
 
 def _ocr_pages(data: bytes, numbers: list[int]) -> dict[int, str]:
-    """Render only the given (1-based) pages with pdfium and OCR them."""
+    """Render only the given (1-based) pages with pdfium and OCR them, one Tesseract per CPU."""
     import pypdfium2 as pdfium
 
     from ingest.loaders.ocr import ocr_image, tesseract_path
@@ -88,16 +91,22 @@ def _ocr_pages(data: bytes, numbers: list[int]) -> dict[int, str]:
         logger.warning("PDF has %d page(s) without text and no OCR engine (tesseract) is installed", len(numbers))
         return {}
     document = pdfium.PdfDocument(data)
-    try:
-        found: dict[int, str] = {}
-        for number in numbers:
-            seconds_left()
-            page = document[number - 1]
-            width, height = page.get_size()
-            scale = min(OCR_DPI / 72, MAX_RENDER_PX / max(width, height, 1))
-            image = page.render(scale=scale, grayscale=True).to_pil()
-            page.close()
-            found[number] = ocr_image(image)
-        return found
-    finally:
-        document.close()
+    pending: dict[int, Future[str]] = {}
+    # Tesseract runs as a subprocess, so threads give real parallelism; the budget travels in each context.
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        try:
+            for number in numbers:
+                seconds_left()
+                page = document[number - 1]
+                width, height = page.get_size()
+                scale = min(OCR_DPI / 72, MAX_RENDER_PX / max(width, height, 1))
+                image = page.render(scale=scale, grayscale=True).to_pil()
+                page.close()
+                pending[number] = pool.submit(copy_context().run, ocr_image, image)
+            return {number: future.result() for number, future in pending.items()}
+        except BaseException:
+            for future in pending.values():
+                future.cancel()
+            raise
+        finally:
+            document.close()

@@ -14,6 +14,7 @@ from rag.api.schemas import DocumentDeleted, DocumentList, DocumentOut, IngestRe
 from rag.api.state import ApiState, api_state
 from rag.api.uploads import safe_relative_name
 from rag.errors import InvalidInput, PayloadTooLarge
+from rag.indexing import IngestReport, ProgressCallback
 from rag.store.catalog import DocumentInfo
 
 router = APIRouter(prefix="/api/kbs/{kb}", tags=["documents"])
@@ -71,7 +72,7 @@ async def upload_documents(
         stored.append((await run_in_threadpool(state.uploads.save, kb, name, upload.file), name))
         await upload.close()
 
-    def run(progress):  # type: ignore[no-untyped-def]
+    def run(progress: ProgressCallback | None) -> IngestReport:
         return state.service.ingest_files(kb, stored, progress)
 
     if wait:

@@ -45,38 +45,39 @@ def create_chat_model(settings: LLMSettings, home: Path) -> ChatModel:
 def _llamacpp(settings: LLMSettings, home: Path) -> ChatModel:
     from rag.llm.llamacpp import shared_llamacpp_model
 
+    common = {"context_window": settings.context_window, "threads": settings.threads}
     if settings.model == BUNDLED:
-        path = bundled_gguf_path(models_dir(home))
-    else:
-        path = Path(settings.model).expanduser()
-        if settings.gguf_file:
-            path = path / settings.gguf_file
-        if not path.is_file():
-            raise ModelUnavailable(f"llamacpp backend needs a GGUF file; {path} does not exist")
-    model = shared_llamacpp_model(path, context_window=settings.context_window, threads=settings.threads)
-    if settings.model == BUNDLED:
-        model.name = BUNDLED_NAME
-    return model
+        # Keyed by name, not path: every RAG_HOME in the process shares the one loaded copy.
+        return shared_llamacpp_model(
+            lambda: bundled_gguf_path(models_dir(home)), key=BUNDLED, name=BUNDLED_NAME, **common
+        )
+    path = Path(settings.model).expanduser()
+    if settings.gguf_file:
+        path = path / settings.gguf_file
+    if not path.is_file():
+        raise ModelUnavailable(f"llamacpp backend needs a GGUF file; {path} does not exist")
+    return shared_llamacpp_model(lambda: path, key=str(path.resolve()), **common)
 
 
 def _transformers(settings: LLMSettings, home: Path) -> ChatModel:
     from rag.llm.transformers_backend import shared_transformers_model
 
+    common = {
+        "device": settings.device,
+        "threads": settings.threads,
+        "context_window": settings.context_window,
+        "cache_dir": models_dir(home),
+    }
+    if settings.model == BUNDLED:
+        return shared_transformers_model(
+            lambda: (str(bundled_gguf_path(models_dir(home)).parent), BUNDLED_GGUF_NAME),
+            key=BUNDLED, name=BUNDLED_NAME, **common,
+        )
     model, gguf_file = settings.model, settings.gguf_file
-    if model == BUNDLED:
-        model, gguf_file = str(bundled_gguf_path(models_dir(home)).parent), BUNDLED_GGUF_NAME
-    else:
-        path = Path(model).expanduser()
-        if path.suffix == ".gguf" and path.is_file():  # a GGUF path given directly
-            model, gguf_file = str(path.parent), path.name
-    return shared_transformers_model(
-        model,
-        gguf_file=gguf_file,
-        device=settings.device,
-        threads=settings.threads,
-        context_window=settings.context_window,
-        cache_dir=models_dir(home),
-    )
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf" and path.is_file():  # a GGUF file named directly
+        model, gguf_file = str(path.parent), path.name
+    return shared_transformers_model(lambda: (model, gguf_file), key=f"{model}|{gguf_file}", **common)
 
 
 def _openai(settings: LLMSettings) -> ChatModel:

@@ -11,7 +11,7 @@ import logging
 import queue
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,16 @@ _DONE = object()
 # The shared KV prefix survives only within one slot; llama.cpp picks the slot by longest common prefix.
 _N_PARALLEL = 1
 _PROMPT_CACHE_RAM_MIB = 512
+# Process-wide: llama.cpp instances share the CPU cores, so generation is serialised across all of them.
+_generation_lock = threading.Lock()
 
 
 class LlamaCppChatModel:
-    """One llama.cpp model; requests are serialised by a lock (one slot, so the KV cache of the
-    shared system-prompt prefix is reused from one request to the next)."""
+    """One llama.cpp model. Requests are serialised and run in one slot, so the KV cache of the prefix
+    they share (system prompt, instructions) is reused from one request to the next.
+
+    ``last_timings`` holds llama.cpp's figures for the latest request (``cache_n``: prompt tokens
+    reused from the cache, ``prompt_n``: tokens evaluated, ``predicted_per_second``, ...)."""
 
     def __init__(
         self,
@@ -48,7 +53,7 @@ class LlamaCppChatModel:
         self.name = name or model_path.stem
         self.context_window = context_window
         self.model_path = model_path
-        self._lock = threading.Lock()
+        self.last_timings: dict[str, Any] = {}
         # The in-process server also listens on an ephemeral 127.0.0.1 port (it cannot be switched off);
         # a random key keeps other local users out. We use it only for /tokenize.
         self._http_key = secrets.token_urlsafe(24)
@@ -71,11 +76,12 @@ class LlamaCppChatModel:
             base_url=self._server.listening_address,
             headers={"Authorization": f"Bearer {self._http_key}"},
             timeout=30.0,
+            trust_env=False,  # a proxy from the environment must not intercept 127.0.0.1
         )
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
         request = build_request(messages, params)
-        with self._lock:
+        with _generation_lock:
             yield from self._generate(request)
 
     def count_tokens(self, text: str) -> int:
@@ -88,6 +94,11 @@ class LlamaCppChatModel:
         except httpx.HTTPError as exc:
             raise ModelUnavailable(f"llama.cpp tokenizer failed: {exc}") from exc
         return len(response.json()["tokens"])
+
+    @property
+    def local_endpoint(self) -> tuple[str, str]:
+        """(base URL, API key) of the in-process server's own OpenAI-compatible HTTP API (127.0.0.1 only)."""
+        return f"{self._server.listening_address}/v1", self._http_key
 
     def close(self) -> None:
         self._http.close()
@@ -117,6 +128,8 @@ class LlamaCppChatModel:
                     raise ModelUnavailable(f"llama.cpp generation failed: {item}") from item
                 if "error" in item:
                     raise _error_from(item["error"])
+                if "timings" in item:
+                    self.last_timings = item["timings"]
                 for choice in item.get("choices", ()):
                     text = (choice.get("delta") or {}).get("content")
                     if text:
@@ -160,13 +173,17 @@ _instances: dict[tuple[str, int, int], LlamaCppChatModel] = {}
 _instances_lock = threading.Lock()
 
 
-def shared_llamacpp_model(model_path: Path, *, context_window: int, threads: int) -> LlamaCppChatModel:
-    """One instance per (file, context, threads) per process: a second copy would double memory and,
-    on a small machine, oversubscribe the cores (llama.cpp collapses when two instances share them)."""
-    key = (str(model_path.resolve()), context_window, threads)
+def shared_llamacpp_model(
+    locate: Callable[[], Path], *, key: str, context_window: int, threads: int, name: str | None = None
+) -> LlamaCppChatModel:
+    """One instance per (model, context, threads) per process; ``locate`` runs only when none exists yet.
+
+    A second copy would double memory, and two copies generating at once oversubscribe the cores
+    (llama.cpp collapses then); ``_generation_lock`` serialises generation across instances too.
+    """
     with _instances_lock:
-        model = _instances.get(key)
+        model = _instances.get((key, context_window, threads))
         if model is None:
-            model = LlamaCppChatModel(model_path, context_window=context_window, threads=threads)
-            _instances[key] = model
+            model = LlamaCppChatModel(locate(), context_window=context_window, threads=threads, name=name)
+            _instances[(key, context_window, threads)] = model
         return model

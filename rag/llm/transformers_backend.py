@@ -2,18 +2,18 @@
 
 Why not ``model.generate()`` + ``TextIteratorStreamer``: per token, generate() runs a stack of logits
 processors, stopping criteria and a streamer thread; our loop does one forward pass with the KV cache and
-picks a token (same sampling semantics, greedy output identical). The larger wins are elsewhere — see
-``load_causal_lm``: weights in bfloat16 where the CPU has native bf16 (half the memory traffic per token),
-and never decoding with tensors straight out of the GGUF dequantiser.
+picks a token (same sampling semantics, greedy output identical). The dtype is chosen in ``resolve_dtype``
+and a GGUF is dequantised once into a cached checkpoint (``convert_gguf``). Figures: benchmarks/bench_llm.py.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,9 @@ class TransformersChatModel:
         limit = getattr(self.model.config, "max_position_embeddings", None) or context_window
         self.context_window = min(context_window, int(limit))
         self._eos = _eos_ids(self.model, self.tokenizer)
+        # transformers 5.x renamed forward(past_key_values=) to forward(cache=); 4.x knows only the old name.
+        forward_params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
         self._lock = threading.Lock()
 
     def stream(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[str]:
@@ -83,9 +86,9 @@ class TransformersChatModel:
         if params.seed is not None and params.temperature > 0:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
         with torch.inference_mode():
-            cache = DynamicCache(config=model.config)
+            cache = {self._cache_kwarg: DynamicCache(config=model.config)}
             seen = input_ids[0]
-            logits = model(input_ids=input_ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+            logits = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **cache).logits
             for step in range(max_new_tokens):
                 # Like generate(): sampling works on a float32 copy of the last position's logits.
                 token = pick_token(logits[0, -1].float(), seen, params, generator)
@@ -97,7 +100,7 @@ class TransformersChatModel:
                 next_ids = torch.tensor([[token]], device=self.device)
                 if params.repetition_penalty != 1.0:
                     seen = torch.cat([seen, next_ids[0]])
-                logits = model(input_ids=next_ids, past_key_values=cache, use_cache=True).logits
+                logits = model(input_ids=next_ids, use_cache=True, **cache).logits
 
 
 def pick_token(
@@ -150,12 +153,8 @@ def _cpu_has_bf16() -> bool:
 def load_causal_lm(
     model: str, gguf_file: str | None, dtype: torch.dtype, device: str, cache_dir: Path | None
 ) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
-    """Load a tokenizer and model; a GGUF is dequantised once and cached as a safetensors checkpoint.
-
-    Tensors made by transformers' GGUF dequantiser decode ~3x slower than the same values loaded from
-    safetensors (measured: 1.8 vs 5.5 tokens/s, float32), and the conversion costs ~40 s per start, so
-    the GGUF path always ends with a reload from the converted checkpoint.
-    """
+    """Load a tokenizer and model. A GGUF is dequantised once into a safetensors checkpoint under
+    ``cache_dir`` (converting takes ~40 s here, loading the checkpoint ~3 s) and loaded from there."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, extra = model, {}
@@ -267,23 +266,26 @@ _instances_lock = threading.Lock()
 
 
 def shared_transformers_model(
-    model: str,
+    locate: Callable[[], tuple[str, str | None]],
     *,
-    gguf_file: str | None,
+    key: str,
     device: str,
     threads: int | None,
     context_window: int,
     cache_dir: Path | None,
     dtype: str = "auto",
+    name: str | None = None,
 ) -> TransformersChatModel:
-    """One loaded copy per model per process (a 0.5B model takes 1-2.5 GB of RAM)."""
-    key = (model, gguf_file, device, dtype, context_window)
+    """One loaded copy per model per process (a 0.5B model takes 1-2.5 GB of RAM). ``locate`` returns
+    (model, gguf_file) and runs only when no copy is loaded yet."""
+    instance_key = (key, device, dtype, context_window)
     with _instances_lock:
-        instance = _instances.get(key)
+        instance = _instances.get(instance_key)
         if instance is None:
+            model, gguf_file = locate()
             instance = TransformersChatModel(
                 model, gguf_file=gguf_file, device=device, threads=threads, dtype=dtype,
-                context_window=context_window, cache_dir=cache_dir,
+                context_window=context_window, cache_dir=cache_dir, name=name,
             )
-            _instances[key] = instance
+            _instances[instance_key] = instance
         return instance
