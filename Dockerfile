@@ -13,9 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     XDG_CACHE_HOME=/opt/rag-cache \
     RAG_HOME=/data/rag
 
-# libgomp1: FAISS and torch's OpenMP runtime; libmagic1: file type detection in unstructured.
+# libgomp1: FAISS and torch's OpenMP runtime; libmagic1: file type detection in unstructured;
+# tesseract (OCR of scans and images) and LibreOffice (legacy .doc/.xls/.ppt) as in `make system-deps`.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 libmagic1 \
+        tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim \
+        libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/*
 
 # CPU torch first, from the PyTorch CPU index: a bare `torch` from PyPI would pull a multi-GB CUDA build.

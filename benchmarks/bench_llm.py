@@ -1,12 +1,13 @@
 """Time to first token and decode speed of the chat backends on one ~1,000-token Chinese RAG prompt.
 
-    .venv/bin/python benchmarks/bench_llm.py [--runs 3] [--max-tokens 128] [--tf-tokens 32] [--skip-transformers]
+    .venv/bin/python benchmarks/bench_llm.py [--runs 3] [--max-tokens 128] [--tf-tokens 32]
+        [--tf-dtype auto --tf-dtype bfloat16 --tf-dtype float32] [--skip-transformers] [--json]
 
 Rows:
   xllamacpp raw         Server.handle_chat_completions called directly (same loaded model as ours)
   LlamaCppChatModel     our stream() over it (worker thread + queue)
   ... cached prefix     ours again, same sources, another question: the shared prefix comes from the KV cache
-  transformers generate model.generate() on the transformers backend's model (its dtype)
+  transformers generate model.generate() on the transformers backend's model (same precision)
   TransformersChatModel our decode loop
 Every run but the cached-prefix one starts with a unique line so the KV cache cannot help.
 Tokens/s counts decode only: (tokens - 1) / (time of last token - time of first token).
@@ -15,13 +16,14 @@ Tokens/s counts decode only: (tokens - 1) / (time of last token - time of first 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,25 +89,27 @@ def build_messages(sources: list[dict[str, Any]], question: str, nonce: str | No
     ]
 
 
-def timed(pieces: Iterable[object]) -> Run:
+def timed(pieces: Iterable[object], tokens: Callable[[], int]) -> Run:
+    """Time a stream of text pieces; ``tokens`` tells afterwards how many tokens they held (a piece
+    can hold several: a CJK character split over byte-level tokens arrives once it is whole)."""
     start = time.perf_counter()
     stamps = [time.perf_counter() for _ in pieces]
-    if not stamps:
-        return Run(float("nan"), 0, 0.0)
-    return Run(stamps[0] - start, len(stamps), stamps[-1] - stamps[0])
+    return Run(stamps[0] - start, tokens(), stamps[-1] - stamps[0])
 
 
 def raw_llamacpp(model: LlamaCppChatModel, messages: list[ChatMessage], params: GenerationParams) -> Run:
     stamps: list[float] = []
+    timings: dict[str, Any] = {}
 
     def on_chunk(chunk: dict[str, Any]) -> bool:
         if any((c.get("delta") or {}).get("content") for c in chunk.get("choices", ())):
             stamps.append(time.perf_counter())
+        timings.update(chunk.get("timings", {}))
         return False
 
     start = time.perf_counter()
     model._server.handle_chat_completions(build_request(messages, params), on_chunk)
-    return Run(stamps[0] - start, len(stamps), stamps[-1] - stamps[0])
+    return Run(stamps[0] - start, timings["predicted_n"], stamps[-1] - stamps[0])
 
 
 def summarise(name: str, runs: list[Run]) -> dict[str, Any]:
@@ -121,33 +125,39 @@ def summarise(name: str, runs: list[Run]) -> dict[str, Any]:
 def bench_llamacpp(home: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     model = create_chat_model(LLMSettings(), home)
     assert isinstance(model, LlamaCppChatModel)
-    sources = passages(args.prompt_tokens, model.count_tokens)
+    overhead = model.count_tokens("".join(m["content"] for m in build_messages([], QUESTION, "x")))
+    sources = passages(args.prompt_tokens - overhead, model.count_tokens)
     prompt_tokens = model.count_tokens("".join(m["content"] for m in build_messages(sources, QUESTION, "x")))
     params = GenerationParams(temperature=0.0, max_tokens=args.max_tokens, repetition_penalty=1.0)
     "".join(model.stream(build_messages(sources, QUESTION, "warm-up"), params))
     raw, ours, cached = [], [], []
     for _ in range(args.runs):  # interleaved, so drifting machine load hits both alike
         raw.append(raw_llamacpp(model, build_messages(sources, QUESTION, uuid.uuid4().hex), params))
-        ours.append(timed(model.stream(build_messages(sources, QUESTION, uuid.uuid4().hex), params)))
-        prefix = build_messages(sources, QUESTION, "shared")
-        "".join(model.stream(prefix, params))
-        cached.append(timed(model.stream(build_messages(sources, OTHER_QUESTION, "shared"), params)))
+        llama_tokens = lambda: model.last_timings["predicted_n"]  # noqa: E731
+        ours.append(timed(model.stream(build_messages(sources, QUESTION, uuid.uuid4().hex), params), llama_tokens))
+        "".join(model.stream(build_messages(sources, QUESTION, "shared"), params))
+        cached.append(timed(model.stream(build_messages(sources, OTHER_QUESTION, "shared"), params), llama_tokens))
     rows = [summarise("xllamacpp raw", raw), summarise("LlamaCppChatModel.stream", ours),
             summarise("... cached prefix, new question", cached)]
     return rows, sources, prompt_tokens
 
 
-def bench_transformers(home: Path, sources: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+def bench_transformers(
+    home: Path, sources: list[dict[str, Any]], dtype: str, args: argparse.Namespace
+) -> list[dict[str, Any]]:
     import torch
 
+    from rag.llm import BUNDLED_GGUF_NAME, bundled_gguf_path, models_dir
     from rag.llm.transformers_backend import TransformersChatModel
 
     started = time.perf_counter()
-    model = create_chat_model(LLMSettings(backend="transformers"), home)
-    assert isinstance(model, TransformersChatModel)
-    print(f"transformers backend loaded in {time.perf_counter() - started:.1f} s ({model.dtype}, "
+    gguf = bundled_gguf_path(models_dir(home))
+    model = TransformersChatModel(str(gguf.parent), gguf_file=BUNDLED_GGUF_NAME, dtype=dtype,
+                                  threads=LLMSettings().threads, cache_dir=models_dir(home))
+    print(f"transformers backend loaded in {time.perf_counter() - started:.1f} s ({model.precision}, "
           f"{torch.get_num_threads()} threads)", file=sys.stderr)
     params = GenerationParams(temperature=0.0, max_tokens=args.tf_tokens, repetition_penalty=1.0)
+    label = "int8" if model.int8 else str(model.dtype).removeprefix("torch.")
 
     def generate_run(messages: list[ChatMessage]) -> Run:
         from transformers.generation.streamers import BaseStreamer
@@ -170,12 +180,22 @@ def bench_transformers(home: Path, sources: list[dict[str, Any]], args: argparse
         tokens = out.shape[1] - input_ids.shape[1]
         return Run(stamps.times[1] - start, tokens, stamps.times[-1] - stamps.times[1])
 
+    produced: list[int] = []
+    generate_ids = model.generate_ids
+
+    def counting_generate_ids(*a: Any, **kw: Any) -> Iterator[int]:
+        for token in generate_ids(*a, **kw):
+            produced.append(token)
+            yield token
+
+    model.generate_ids = counting_generate_ids  # type: ignore[method-assign]
     ours, generate = [], []
     for _ in range(args.tf_runs):
-        ours.append(timed(model.stream(build_messages(sources, QUESTION, uuid.uuid4().hex), params)))
+        produced.clear()
+        ours.append(timed(model.stream(build_messages(sources, QUESTION, uuid.uuid4().hex), params), produced.__len__))
         generate.append(generate_run(build_messages(sources, QUESTION, uuid.uuid4().hex)))
-    return [summarise(f"transformers generate() ({model.dtype})", generate),
-            summarise(f"TransformersChatModel.stream ({model.dtype})", ours)]
+    return [summarise(f"transformers generate() ({label})", generate),
+            summarise(f"TransformersChatModel.stream ({label})", ours)]
 
 
 def main() -> None:
@@ -183,9 +203,10 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("RAG_HOME", ".rag")))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--prompt-tokens", type=int, default=1000, help="token budget of the quoted passages")
+    parser.add_argument("--prompt-tokens", type=int, default=1000, help="prompt size to aim for, in tokens")
     parser.add_argument("--tf-tokens", type=int, default=32)
     parser.add_argument("--tf-runs", type=int, default=1)
+    parser.add_argument("--tf-dtype", action="append", help="auto (default), int8, bfloat16, float32; repeatable")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -193,7 +214,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rows, sources, prompt_tokens = bench_llamacpp(args.home, args)
     if not args.skip_transformers:
-        rows += bench_transformers(args.home, sources, args)
+        for dtype in args.tf_dtype or ["auto"]:
+            rows += bench_transformers(args.home, sources, dtype, args)
+            gc.collect()
     report = {"prompt_tokens": prompt_tokens, "passages": len(sources), "cpus": os.cpu_count(),
               "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0], "rows": rows,
               "ours_vs_raw": {"ttft": rows[1]["ttft_s"] / rows[0]["ttft_s"],

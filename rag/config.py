@@ -35,12 +35,14 @@ class ChunkingSettings(BaseModel):
 
 class RetrievalSettings(BaseModel):
     top_k: int = 5
-    candidates: int = 50
+    candidates: int = 200
     bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    # "score": weighted sum of each retriever's scores over its best one; "rrf": reciprocal-rank fusion.
+    fusion: Literal["score", "rrf"] = "score"
     rrf_k: int = 60
     # Fusion weights per query language; a weight of 0 switches that retriever off for that language.
-    bm25_weight: float = 1.0
-    dense_weight: float = 1.0
+    bm25_weight: float = 0.3
+    dense_weight: float = 0.7
     bm25_weight_zh: float = 1.0
     dense_weight_zh: float = 0.3
     # Dense hits from the index of the other language's chunks count this much less.

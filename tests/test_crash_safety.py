@@ -84,6 +84,7 @@ def test_kill_9_during_sync_leaves_a_usable_kb_and_the_next_sync_completes(tmp_p
         hits = reader.search("crash", f"{TOPICS[trial]} survey markers", top_k=5)  # must not raise
         assert generation == 0 or hits, context
 
+    print(f"seed {seed}:", "; ".join(kills))  # shown with -s or on failure
     done = subprocess.run([RAG, "sync", "--kb", "crash", str(folder), "--json"], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"seed {seed}, {kills}: {done.stderr}"

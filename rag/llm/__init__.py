@@ -67,6 +67,8 @@ def _transformers(settings: LLMSettings, home: Path) -> ChatModel:
         "threads": settings.threads,
         "context_window": settings.context_window,
         "cache_dir": models_dir(home),
+        # "auto" | "int8" | "bfloat16" | "float32"; read only if the settings define it.
+        "dtype": getattr(settings, "dtype", "auto"),
     }
     if settings.model == BUNDLED:
         return shared_transformers_model(

@@ -1,4 +1,4 @@
-"""Hybrid search: BM25 and dense hits fused by language-aware weighted RRF, then optionally reranked."""
+"""Hybrid search: BM25 and dense hits fused with language-aware weights, then optionally reranked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 from ingest.language import detect_language
 from rag.config import RetrievalSettings
 from rag.embed import EmbeddingRouter
-from rag.retrieve.fusion import reciprocal_rank_fusion
+from rag.retrieve.fusion import reciprocal_rank_fusion, score_fusion
 from rag.retrieve.rerank import Reranker
 from rag.retrieve.tokenize import default_tokenizer
 from rag.store.catalog import Catalog
@@ -48,11 +48,13 @@ class Searcher:
         weights = self._weights(language, options)
         depth = max(self.settings.candidates, options.top_k)
         rankings: dict[str, list[int]] = {}
+        results: dict[str, tuple[list[int], list[float]]] = {}
         raw: dict[str, dict[int, tuple[int, float]]] = {}
 
         if weights["bm25"] > 0:
             ids, scores = snapshot.bm25.search(default_tokenizer(query), depth)
             rankings["bm25"] = ids.tolist()
+            results["bm25"] = (ids.tolist(), scores.tolist())
             raw["bm25"] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}
         for model, index in snapshot.dense.items():
             name = f"dense:{model}"
@@ -62,9 +64,13 @@ class Searcher:
                 continue
             ids, scores = index.search(embedder.embed_query(query), depth)
             rankings[name] = ids.tolist()
+            results[name] = (ids.tolist(), scores.tolist())
             raw[name] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}
 
-        fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
+        if self.settings.fusion == "rrf":
+            fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
+        else:
+            fused = score_fusion(results, weights)
         # Over-fetch a little: chunks deleted since the snapshot was taken are dropped below.
         top = fused[: options.top_k + 5] if self.reranker is None else fused[: max(options.top_k, 20)]
         rows = self.catalog.chunks_by_id(kb, [item for item, _ in top], snapshot.generation)

@@ -16,7 +16,8 @@ class BM25Index:
         self._vocab = vocab
 
     @classmethod
-    def build(cls, ids: list[int], token_lists: list[list[str]], method: str = "lucene") -> BM25Index:
+    def build(cls, ids: list[int], token_lists: list[list[str]], method: str = "lucene",
+              k1: float = 1.5, b: float = 0.75) -> BM25Index:
         id_array = np.asarray(ids, dtype=np.int64)
         if not ids:
             return cls(None, id_array, {})
@@ -24,7 +25,7 @@ class BM25Index:
         corpus_ids = [[vocab.setdefault(token, len(vocab)) for token in tokens] for tokens in token_lists]
         if not vocab:
             return cls(None, id_array, {})
-        model = bm25s.BM25(method=method)
+        model = bm25s.BM25(method=method, k1=k1, b=b)
         model.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=vocab), show_progress=False)
         return cls(model, id_array, vocab)
 
