@@ -30,11 +30,19 @@ SEPARATORS = [
 
 
 class Splitter:
-    def __init__(self, chunk_tokens: int = 256, overlap_tokens: int = 32) -> None:
+    """``chunk_tokens_zh`` sizes Chinese sections separately: the bundled English embedder truncates
+    at 256 word pieces, while Chinese text goes to a multilingual model and reads better in larger pieces."""
+
+    def __init__(self, chunk_tokens: int = 256, overlap_tokens: int = 32, chunk_tokens_zh: int | None = None) -> None:
+        self.chunk_tokens = chunk_tokens
+        self._limits = {"en": chunk_tokens, "zh": chunk_tokens_zh or chunk_tokens}
+        self._splitters = {language: self._make(limit, overlap_tokens) for language, limit in self._limits.items()}
+
+    @staticmethod
+    def _make(chunk_tokens: int, overlap_tokens: int) -> RecursiveCharacterTextSplitter:
         if overlap_tokens >= chunk_tokens:
             raise ValueError("overlap_tokens must be smaller than chunk_tokens")
-        self.chunk_tokens = chunk_tokens
-        self._splitter = RecursiveCharacterTextSplitter(
+        return RecursiveCharacterTextSplitter(
             chunk_size=chunk_tokens,
             chunk_overlap=overlap_tokens,
             length_function=estimate_tokens,
@@ -46,7 +54,10 @@ class Splitter:
     def split_document(self, document: ParsedDocument) -> list[Chunk]:
         chunks: list[Chunk] = []
         for section in document.sections:
-            pieces = self._split_table(section.text) if section.is_table else self._split_text(section.text)
+            if section.is_table:
+                pieces = self._split_table(section.text)
+            else:
+                pieces = self._split_text(section.text, detect_language(section.text))
             for piece in pieces:
                 chunks.append(
                     Chunk(
@@ -59,10 +70,10 @@ class Splitter:
                 )
         return chunks
 
-    def _split_text(self, text: str) -> list[str]:
-        if estimate_tokens(text) <= self.chunk_tokens:
+    def _split_text(self, text: str, language: str = "en") -> list[str]:
+        if estimate_tokens(text) <= self._limits[language]:
             return [text.strip()]
-        return [piece for piece in self._splitter.split_text(text) if piece.strip()]
+        return [piece for piece in self._splitters[language].split_text(text) if piece.strip()]
 
     def _split_table(self, table: str) -> list[str]:
         """Markdown table rows grouped under a repeated header, so every chunk reads as a table."""

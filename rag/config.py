@@ -30,6 +30,7 @@ class EmbeddingSettings(BaseModel):
 
 class ChunkingSettings(BaseModel):
     chunk_tokens: int = 256
+    chunk_tokens_zh: int = 512  # Chinese sections (one token per CJK character)
     overlap_tokens: int = 32
 
 
@@ -44,7 +45,7 @@ class RetrievalSettings(BaseModel):
     bm25_weight: float = 0.3
     dense_weight: float = 0.7
     bm25_weight_zh: float = 1.0
-    dense_weight_zh: float = 0.3
+    dense_weight_zh: float = 0.8
     # Dense hits from the index of the other language's chunks count this much less.
     cross_language_weight: float = 0.5
     reranker: str | None = None  # cross-encoder name or path, e.g. "BAAI/bge-reranker-base"

@@ -129,7 +129,8 @@ def run_eval(
     files, parsed = corpus_documents(dataset.corpus)
     service.indexer.ingest(kb, files, mirror=True, progress=progress, parsed=parsed)
 
-    query_ids = [q for q in dataset.queries if q in dataset.qrels]
+    # A judged query with no text cannot be searched; it is left out rather than failing the run.
+    query_ids = [q for q in dataset.queries if q in dataset.qrels and dataset.queries[q].strip()]
     if limit:
         query_ids = query_ids[:limit]
     if not query_ids:

@@ -46,7 +46,8 @@ class RagService:
         self.indexer = Indexer(
             self.catalog,
             self.router,
-            Splitter(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens),
+            Splitter(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
+                     settings.chunking.chunk_tokens_zh),
             self.kb_dir,
             settings.retrieval.bm25_method,
             max_file_bytes=int(settings.server.max_file_mb * 1024 * 1024),
