@@ -19,6 +19,7 @@ from rag.api.state import ApiState, Readiness
 from rag.api.uploads import UploadStore
 from rag.config import Settings
 from rag.jobs import JobRunner
+from rag.scheduler import SyncScheduler
 from rag.service import RagService
 
 log = logging.getLogger("rag.api")
@@ -34,6 +35,9 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     keys = KeyRing.parse(settings.api_keys.get_secret_value() if settings.api_keys else None)
     state = ApiState(settings=settings, service=service, jobs=JobRunner(service.catalog), keys=keys,
                      metrics=Metrics(), readiness=Readiness(), uploads=UploadStore(settings.home / "uploads"))
+    # Built here so that a bad `sources` entry stops start-up with its message.
+    scheduler = (SyncScheduler(service, state.jobs)
+                 if settings.server.run_schedules and settings.sources else None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +45,11 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
         if interrupted:
             log.warning("marked %d job(s) interrupted by the last shutdown as failed", interrupted)
         state.readiness.start(service)
+        if scheduler is not None:
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.shutdown()
         state.jobs.shutdown(wait=False)
 
     app = FastAPI(
@@ -58,13 +66,13 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, max_body_bytes=max_body)
     for module in (health, kbs, documents, search, chat, jobs, openai_compat):
         app.include_router(module.router)
-    _mount_ui(app, service, keys)
+    _mount_ui(app, service, state.jobs, keys)
     return app
 
 
-def _mount_ui(app: FastAPI, service: RagService, keys: KeyRing) -> None:
+def _mount_ui(app: FastAPI, service: RagService, jobs: JobRunner, keys: KeyRing) -> None:
     try:
-        from webui.app import build_ui
+        from webui.app import mount_ui
     except ModuleNotFoundError as exc:
         if exc.name not in {"webui", "webui.app"}:
             raise
@@ -74,11 +82,9 @@ def _mount_ui(app: FastAPI, service: RagService, keys: KeyRing) -> None:
         log.exception("the web UI failed to import; serving a placeholder at /ui")
         _placeholder_ui(app, f"The web UI failed to load: {type(exc).__name__}.")
         return
-    import gradio as gr
-
     # With API keys on, the UI asks for one at a login page (any user name, the key as password).
     auth = (lambda _user, password: keys.principal_for(password) is not None) if keys.enabled else None
-    gr.mount_gradio_app(app, build_ui(service), path="/ui", auth=auth)
+    mount_ui(app, service, jobs, path="/ui", auth=auth)
 
 
 def _placeholder_ui(app: FastAPI, reason: str) -> None:
