@@ -48,7 +48,7 @@ def test_every_template_renders(lang: str) -> None:
     assert '<source n="2" from="guide.pdf' in answer and "Shu Jiu Xiang" in answer
     assert "Where to eat?" in answer
     condense = render("condense", lang, question="what about hotels?", history="user: hi\nassistant: hello")
-    assert condense.rstrip().endswith(("Standalone question:", "完整问题："))
+    assert "what about hotels?" in condense and condense.endswith(("Rewritten question:", "改写后的问题："))
     assert "what about hotels?" in render("no_context", lang, question="what about hotels?")
 
 
@@ -75,7 +75,7 @@ def test_condense_takes_a_message_list() -> None:
         {"role": "assistant", "content": "玉林路的蜀九香[1]。"},
     ]
     text = render("condense", "zh", question="它好吃吗？", history=history)
-    assert "user: 成都最好吃的火锅店是哪家？\nassistant: 玉林路的蜀九香[1]。\n追问：它好吃吗？" in text
+    assert "user: 成都最好吃的火锅店是哪家？\nassistant: 玉林路的蜀九香[1]。\n\n用户接着问：“它好吃吗？”" in text
 
 
 def test_retrieved_text_cannot_escape_its_block_or_forge_turns() -> None:
