@@ -65,7 +65,7 @@ def prepare(service: RagService, kb: str, messages: list[ChatMessage], options: 
     history = [m for m in messages[:-1] if m.get("role") in {"user", "assistant"}]
     search_query = condense_question(service, history, question, language) if history and options.condense else question
     retrieval = service.settings.retrieval
-    hits = service.search(kb, search_query, top_k=options.top_k or retrieval.top_k,
+    hits = service.search(kb, search_query, top_k=options.top_k or retrieval.chat_top_k,
                           bm25_weight=options.bm25_weight, dense_weight=options.dense_weight)
     threshold = retrieval.relevance_threshold if options.relevance_threshold is None else options.relevance_threshold
     sources = [hit for hit in hits if hit.score >= threshold and is_relevant(service, hit)]
@@ -86,17 +86,25 @@ def is_relevant(service: RagService, hit: Hit) -> bool:
 
 
 def condense_question(service: RagService, history: list[ChatMessage], question: str, language: str) -> str:
-    """Rewrite a follow-up ("what about hotels?") as a standalone question using the conversation."""
+    """Rewrite a follow-up ("what about hotels?") as a standalone search query using the conversation.
+
+    Small models often echo the previous question instead of rewriting; the follow-up itself is
+    therefore always part of the query, and an echo falls back to the last user turn plus the follow-up.
+    """
     transcript = "\n".join(f"{m['role']}: {m['content']}" for m in history[-6:])
     prompt = render("condense", language, history=transcript, question=question)
     params = GenerationParams(temperature=0.0, max_tokens=64, repetition_penalty=1.0)
     rewritten = complete(service.chat_model, [{"role": "user", "content": prompt}], params).strip()
     rewritten = rewritten.splitlines()[0].strip().strip('"“”') if rewritten else ""
-    if not rewritten or len(rewritten) > 4 * len(question) + 200:
-        # The model did not answer with a question: search on the question plus the last user turn.
-        last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+    last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
+    echoed = _squash(rewritten) in {_squash(last_user), _squash(question)}
+    if not rewritten or echoed or len(rewritten) > 4 * len(question) + 200:
         return f"{last_user} {question}".strip()
-    return rewritten
+    return f"{rewritten} {question}"
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
 def build_messages(

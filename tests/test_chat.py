@@ -1,0 +1,65 @@
+"""Grounded answers with the real bundled LLM on a real KB: citations, declines, follow-ups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.chat import ChatOptions, answer_question, prepare
+from rag.llm.base import GenerationParams
+
+pytestmark = pytest.mark.slow
+SHORT = ChatOptions(params=GenerationParams(temperature=0.0, max_tokens=48, repetition_penalty=1.0))
+
+
+def test_english_question_is_answered_with_its_citation(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    service, kb, _ = sample_kb
+    answer = answer_question(service, kb, [{"role": "user", "content": "How many days of paid vacation do employees get per year?"}], SHORT)
+    assert answer.grounded
+    assert "25" in answer.answer
+    assert "handbook/vacation.txt" in {c.source for c in answer.citations}
+
+
+def test_chinese_question_is_answered_with_its_citation(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    service, kb, _ = sample_kb
+    answer = answer_question(service, kb, [{"role": "user", "content": "博舍酒店的双人间每晚多少钱？"}], SHORT)
+    assert answer.grounded
+    assert "1800" in answer.answer or "一千八百" in answer.answer
+    assert "travel/成都美食.txt" in {c.source for c in answer.citations}
+
+
+def test_off_topic_question_is_declined(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    service, kb, _ = sample_kb
+    answer = answer_question(service, kb, [{"role": "user", "content": "What is the boiling point of mercury?"}], SHORT)
+    assert answer.grounded is False
+    assert answer.citations == []
+
+
+def test_follow_up_is_condensed_before_retrieval(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    service, kb, _ = sample_kb
+    history = [
+        {"role": "user", "content": "Which hot pot restaurant in Chengdu is the best?"},
+        {"role": "assistant", "content": "Shu Jiu Xiang on Yulin Road. [1]"},
+        {"role": "user", "content": "what about hotels?"},
+    ]
+    prepared = prepare(service, kb, history, SHORT)  # type: ignore[arg-type]
+    assert "hotel" in prepared.search_query.lower()
+    assert any("Temple House" in hit.text for hit in prepared.sources), prepared.search_query
+
+
+def test_rag_ask_json(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    service, kb, _ = sample_kb
+    env = {**os.environ, "RAG_HOME": str(service.settings.home), "RAG_LLM__MAX_TOKENS": "48"}
+    rag = str(Path(sys.executable).with_name("rag"))
+    result = subprocess.run([rag, "ask", "--kb", kb, "How much does a double room at The Temple House cost?", "--json"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert set(answer) == {"answer", "grounded", "citations"}
+    assert answer["grounded"] and "1,800" in answer["answer"].replace("1800", "1,800")
+    assert {"n", "doc_id", "source", "page", "text"} <= set(answer["citations"][0])
