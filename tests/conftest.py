@@ -14,8 +14,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
 SAMPLE_DOCS = {
     "travel/chengdu.md": (
         "# Chengdu travel notes\n\n## Food\n\nChengdu is famous for Sichuan hot pot. The best hot pot restaurant "

@@ -153,17 +153,19 @@ def test_upload_then_ask_streams_an_answer_with_sources_and_a_follow_up(ui_serve
     page.locator("#new-kb-name").locator("input, textarea").first.fill("handbook")
     page.locator("#create-kb").click()
     page.locator("#kb-result").get_by_text("Created knowledge base handbook").wait_for()
-    assert page.locator("#kb-select input").input_value() == "handbook"
+    # The selector switches to the new KB in a follow-up event, just after the confirmation shows.
+    expect(page.locator("#kb-select input")).to_have_value("handbook", timeout=15_000)
 
     broken = docs / "broken.pdf"
     broken.write_bytes(b"this is not a PDF")
     page.locator("#upload-files input[type=file]").set_input_files(
         [str(docs / "handbook/vacation.txt"), str(broken)]
     )
-    page.locator("#upload-files").get_by_text("broken.pdf").wait_for()
+    # Gradio renders a file's stem and extension in separate elements.
+    page.locator("#upload-files").get_by_text("broken", exact=True).wait_for()
     page.locator("#add-files").click()
     result = page.locator("#upload-result")
-    result.get_by_text("vacation.txt").wait_for(timeout=120_000)
+    expect(result).to_contain_text(re.compile(r"added"), timeout=120_000)  # the report, not the progress line
     assert re.search(r"1\s+added.*1\s+failed", result.inner_text())
     assert "❌ broken.pdf" in result.inner_text()
     table_cells(page, "documents-table", "vacation.txt").first.wait_for()
@@ -177,7 +179,9 @@ def test_upload_then_ask_streams_an_answer_with_sources_and_a_follow_up(ui_serve
     sources = answer.locator("details.rag-source")
     assert sources.count() >= 1
     assert "vacation.txt" in sources.first.locator("summary").inner_text()
-    numbers = [int(n) for n in sources.evaluate_all("els => els.map(e => e.dataset.n)")]
+    # Each source's summary starts with its "[n]", the number the answer's markers use.
+    numbers = [int(re.match(r"\[(\d+)\]", t.strip()).group(1))  # type: ignore[union-attr]
+               for t in sources.locator("summary").all_inner_texts()]
     markers = {int(n) for n in re.findall(r"\[(\d+)\]", text.split("Sources")[0])}
     assert markers <= set(numbers) or not markers
     snippet = sources.first.locator(".rag-snippet")
