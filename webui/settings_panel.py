@@ -26,7 +26,7 @@ class SettingsDefaults:
     def from_settings(cls, settings: Settings) -> SettingsDefaults:
         retrieval, llm = settings.retrieval, settings.llm
         return cls(
-            retrieval.top_k,
+            retrieval.chat_top_k,
             retrieval.bm25_weight,
             retrieval.dense_weight,
             retrieval.relevance_threshold,
