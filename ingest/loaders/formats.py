@@ -6,13 +6,13 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ingest.errors import CorruptFile, EmptyFile
 from ingest.loaders.decoding import decode_text
 from ingest.loaders.elements import elements_to_sections
 from ingest.loaders.office import check_ooxml
 from ingest.loaders.pdf import load_pdf
+from ingest.loaders.structured import flatten
 from ingest.models import Section
 
 Loader = Callable[[bytes, Path], list[Section]]
@@ -89,21 +89,10 @@ def load_json(data: bytes, path: Path) -> list[Section]:
         value = json.loads(decode_text(data))
     except json.JSONDecodeError as exc:
         raise CorruptFile(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    lines = list(_flatten_json(value, ""))
+    lines = list(flatten(value))
     if not lines:
         raise EmptyFile("JSON file has no values")
     return [Section(text="\n".join(lines))]
-
-
-def _flatten_json(value: Any, prefix: str) -> Any:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _flatten_json(item, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _flatten_json(item, f"{prefix}[{index}]")
-    elif value is not None and str(value).strip():
-        yield f"{prefix}: {value}" if prefix else str(value)
 
 
 LOADERS: dict[str, tuple[str, Loader]] = {
