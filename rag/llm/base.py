@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 
 class ChatMessage(TypedDict):
@@ -36,3 +36,19 @@ class ChatModel(Protocol):
 
 def complete(model: ChatModel, messages: list[ChatMessage], params: GenerationParams) -> str:
     return "".join(model.stream(messages, params))
+
+
+def openai_chat_body(messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
+    """The standard OpenAI chat-completions fields of a streaming request; backends add their extras."""
+    body: dict[str, Any] = {
+        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "stream": True,
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+    }
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if params.seed is not None:
+        body["seed"] = params.seed
+    return body

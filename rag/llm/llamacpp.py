@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from rag.errors import InvalidInput, ModelUnavailable
-from rag.llm.base import ChatMessage, GenerationParams
+from rag.llm.base import ChatMessage, GenerationParams, openai_chat_body
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +141,9 @@ class LlamaCppChatModel:
 
 
 def build_request(messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-        "stream": True,
-        "cache_prompt": True,
-        "max_tokens": params.max_tokens,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k,
-        "repeat_penalty": params.repetition_penalty,
-    }
-    if params.stop:
-        request["stop"] = list(params.stop)
-    if params.seed is not None:
-        request["seed"] = params.seed
+    request = openai_chat_body(messages, params)
+    # llama.cpp server extras: reuse the KV cache of a shared prompt prefix; its sampler names.
+    request.update(cache_prompt=True, top_k=params.top_k, repeat_penalty=params.repetition_penalty)
     return request
 
 

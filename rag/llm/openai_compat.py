@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from rag.errors import InvalidInput, ModelUnavailable
-from rag.llm.base import ChatMessage, GenerationParams
+from rag.llm.base import ChatMessage, GenerationParams, openai_chat_body
 
 _CHARS_PER_TOKEN = 3.0  # count_tokens approximation; see its docstring
 
@@ -63,18 +63,7 @@ class OpenAICompatChatModel:
         self._client.close()
 
     def _body(self, messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.name,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
-            "stream": True,
-            "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-        }
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if params.seed is not None:
-            body["seed"] = params.seed
+        body = {"model": self.name, **openai_chat_body(messages, params)}
         if self._extended:
             body["top_k"] = params.top_k
             body["repetition_penalty"] = params.repetition_penalty  # vLLM / TGI name
