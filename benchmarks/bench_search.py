@@ -40,14 +40,14 @@ def search_latency(kb: str, queries_path: Path, limit: int) -> None:
 def bm25_libraries(chunks: int) -> None:
     from rank_bm25 import BM25Okapi
 
-    from rag.store.bm25_index import BM25Index
+    from rag.store.bm25_index import BM25Index, BM25Params
 
     rng = random.Random(0)
     vocabulary = [f"w{i}" for i in range(50_000)]
     weights = [1 / (i + 1) for i in range(len(vocabulary))]  # Zipf-like term frequencies
     corpus = [rng.choices(vocabulary, weights, k=60) for _ in range(chunks)]
     queries = [rng.sample(vocabulary[100:5000], 4) for _ in range(20)]
-    ours = BM25Index.build(list(range(chunks)), corpus, method="robertson")
+    ours = BM25Index.build(list(range(chunks)), corpus, BM25Params(method="robertson"))
     reference = BM25Okapi(corpus)
     timings = {}
     for name, run in (("bm25s (ours)", lambda q: ours.search(q, 10)), ("rank-bm25", reference.get_scores)):

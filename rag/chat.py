@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from rag.errors import InvalidInput
+from rag.evidence import Quote, supporting_quotes
 from rag.llm.base import ChatMessage, GenerationParams, complete
 from rag.prompts import detect_language, render
 from rag.types import Answer, Citation, Hit
@@ -26,6 +27,7 @@ class ChatOptions:
     dense_weight: float | None = None
     params: GenerationParams | None = None
     condense: bool = True
+    evidence_quotes: int | None = None  # None: settings.answer.evidence_quotes
 
 
 @dataclass(slots=True)
@@ -135,6 +137,16 @@ def build_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def evidence_quotes(service: RagService, prepared: PreparedAnswer, answer: str, options: ChatOptions) -> list[Quote]:
+    """The source sentences to quote verbatim after the answer (rag/evidence.py)."""
+    settings = service.settings.answer
+    limit = settings.evidence_quotes if options.evidence_quotes is None else options.evidence_quotes
+    if limit <= 0:
+        return []
+    return supporting_quotes(answer, [hit.text for hit in prepared.sources], prepared.question,
+                             min_overlap=settings.evidence_min_overlap, limit=limit)
+
+
 def citations_for(answer_text: str, sources: list[Hit]) -> list[Citation]:
     cited = [int(n) for n in _MARKER.findall(answer_text) if 1 <= int(n) <= len(sources)]
     numbers = list(dict.fromkeys(cited)) or list(range(1, len(sources) + 1))
@@ -155,9 +167,16 @@ def stream_answer(
     for piece in service.chat_model.stream(prepared.messages, generation_params(service, options.params)):
         pieces.append(piece)
         yield ChatEvent("token", text=piece)
-    text = "".join(pieces).strip()
+    generated = text = "".join(pieces).strip()
+    quotes = evidence_quotes(service, prepared, generated, options) if prepared.grounded else []
+    if quotes:
+        lines = [render("evidence", prepared.language, quote=quote.text, n=quote.n) for quote in quotes]
+        tail = "\n\n" + "\n".join(lines)
+        yield ChatEvent("token", text=tail)
+        text += tail
     citations = citations_for(text, prepared.sources) if prepared.grounded else []
-    answer = Answer(text, prepared.grounded, citations, prepared.question, prepared.search_query)
+    answer = Answer(text, prepared.grounded, citations, prepared.question, prepared.search_query,
+                    evidence=[{"n": quote.n, "text": quote.text} for quote in quotes], generated=generated)
     yield ChatEvent("done", answer=answer)
 
 

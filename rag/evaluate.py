@@ -177,7 +177,7 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
     with_answers = [q for q in query_ids if q in dataset.answers]
     if not with_answers:
         raise InvalidInput(f"--generate needs answers.jsonl in {dataset.name}")
-    contains, f1, seconds = [], [], []
+    contains, model_contains, f1, seconds = [], [], [], []
     for qid in with_answers:
         started = time.perf_counter()
         answer = answer_question(service, kb, [{"role": "user", "content": dataset.queries[qid]}])
@@ -185,9 +185,13 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
         golds = dataset.answers[qid]
         predicted = normalise_answer(answer.answer)
         contains.append(any(normalise_answer(g) and normalise_answer(g) in predicted for g in golds))
+        generated = normalise_answer(answer.generated)
+        model_contains.append(any(normalise_answer(g) and normalise_answer(g) in generated for g in golds))
         f1.append(answer_f1(answer.answer, golds))
     return {
         "answer_contains": round(float(np.mean(contains)), 4),
         "answer_f1": round(float(np.mean(f1)), 4),
+        # The same, on the model's text alone (without the quoted evidence that follows it).
+        "answer_contains_model": round(float(np.mean(model_contains)), 4),
         "answer_seconds_p50": round(float(np.percentile(seconds, 50)), 2),
     }

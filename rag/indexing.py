@@ -15,6 +15,7 @@ from ingest.models import Chunk, ParsedDocument, content_hash
 from ingest.splitter import Splitter
 from rag.embed import EmbeddingRouter
 from rag.retrieve.tokenize import default_tokenizer
+from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, StagedDocument
 from rag.store.writer import KBWriter
 
@@ -62,7 +63,7 @@ class Indexer:
         router: EmbeddingRouter,
         splitter: Splitter,
         kb_dir: Callable[[str], Path],
-        bm25_method: str,
+        bm25: BM25Params,
         max_file_bytes: int,
         commit_seconds: float = 30.0,
         embed_batch_chunks: int = 256,
@@ -72,14 +73,14 @@ class Indexer:
         self.router = router
         self.splitter = splitter
         self._kb_dir = kb_dir
-        self.bm25_method = bm25_method
+        self.bm25 = bm25
         self.max_file_bytes = max_file_bytes
         self.commit_seconds = commit_seconds
         self.embed_batch_chunks = embed_batch_chunks
         self.load_limits = load_limits or LoadLimits()
 
     def writer(self, kb: str, wait: bool = True) -> KBWriter:
-        return KBWriter(self.catalog, kb, self._kb_dir(kb), self.router, self.bm25_method, wait=wait)
+        return KBWriter(self.catalog, kb, self._kb_dir(kb), self.router, self.bm25, wait=wait)
 
     def ingest(
         self,

@@ -19,7 +19,7 @@ import yaml
 from rag.errors import ConfigError
 
 Language = Literal["zh", "en"]
-TEMPLATE_NAMES = ("system", "answer", "condense", "no_context")
+TEMPLATE_NAMES = ("system", "answer", "condense", "no_context", "evidence")
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")

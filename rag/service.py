@@ -17,6 +17,7 @@ from rag.errors import InvalidInput
 from rag.indexing import Indexer, IngestReport, ProgressCallback
 from rag.retrieve.rerank import Reranker, load_reranker
 from rag.retrieve.searcher import Mode, Searcher, SearchOptions
+from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo
 from rag.store.reader import SnapshotCache
 from rag.types import Hit
@@ -49,7 +50,7 @@ class RagService:
             Splitter(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
                      settings.chunking.chunk_tokens_zh),
             self.kb_dir,
-            settings.retrieval.bm25_method,
+            BM25Params(settings.retrieval.bm25_method, settings.retrieval.bm25_k1, settings.retrieval.bm25_b),
             max_file_bytes=int(settings.server.max_file_mb * 1024 * 1024),
             commit_seconds=settings.ingest.commit_seconds,
             embed_batch_chunks=settings.ingest.embed_batch_chunks,

@@ -47,6 +47,10 @@ class Answer:
     citations: list[Citation]
     question: str = ""
     search_query: str = ""
+    # Source sentences quoted verbatim after the model's text ({"n", "text"}; see rag/evidence.py),
+    # and the model's text alone: ``answer`` is the model's text followed by the quotes.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    generated: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from rank_bm25 import BM25Okapi
 
-from rag.store.bm25_index import BM25Index
+from rag.store.bm25_index import BM25Index, BM25Params
 
 
 def _corpus(seed: int = 7) -> tuple[list[list[str]], list[list[str]]]:
@@ -22,7 +22,7 @@ def _corpus(seed: int = 7) -> tuple[list[list[str]], list[list[str]]]:
 def test_same_top10_and_scores_as_rank_bm25() -> None:
     docs, queries = _corpus()
     reference = BM25Okapi(docs)
-    ours = BM25Index.build(list(range(len(docs))), docs, method="robertson")
+    ours = BM25Index.build(list(range(len(docs))), docs, BM25Params(method="robertson"))
     compared = 0
     for query in queries:
         expected_scores = reference.get_scores(query)

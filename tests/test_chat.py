@@ -33,6 +33,19 @@ def test_chinese_question_is_answered_with_its_citation(sample_kb) -> None:  # t
     assert "travel/成都美食.txt" in {c.source for c in answer.citations}
 
 
+def test_answer_ends_with_verbatim_evidence_from_its_sources(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    service, kb, _ = sample_kb
+    question = [{"role": "user", "content": "博舍酒店的双人间每晚多少钱？"}]
+    answer = answer_question(service, kb, question, SHORT)
+    assert answer.evidence and answer.answer.startswith(answer.generated)
+    sources = {c.n: c.text for c in answer.citations}
+    for quote in answer.evidence:
+        assert f"「{quote['text']}」[{quote['n']}]" in answer.answer
+        assert quote["text"] in sources[quote["n"]]  # verbatim, from the source it is numbered with
+    plain = answer_question(service, kb, question, ChatOptions(params=SHORT.params, evidence_quotes=0))
+    assert plain.evidence == [] and plain.answer == plain.generated
+
+
 def test_off_topic_question_is_declined(sample_kb) -> None:  # type: ignore[no-untyped-def]
     service, kb, _ = sample_kb
     answer = answer_question(service, kb, [{"role": "user", "content": "What is the boiling point of mercury?"}], SHORT)

@@ -157,3 +157,14 @@ def test_encrypted_pdf_and_docx_are_named_as_such(tmp_path: Path) -> None:
         msoffcrypto.format.ooxml.OOXMLFile(source).encrypt("s3cret", target)
     with pytest.raises(EncryptedFile, match="password"):
         load_document(encrypted, "locked.docx")
+
+
+def test_yaml_application_tags_read_as_values_but_python_objects_are_refused(tmp_path: Path) -> None:
+    template = tmp_path / "stack.yaml"
+    template.write_text("Resources:\n  Bucket:\n    Name: !Sub '${Env}-archive'\n    Owner: !Ref OpsTeam\n")
+    text = _text(load_document(template, "stack.yaml"))
+    assert "Resources.Bucket.Name: ${Env}-archive" in text and "Owner: OpsTeam" in text
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text("run: !!python/object/apply:os.system ['echo owned']\n")
+    with pytest.raises(CorruptFile, match="python/object"):
+        load_document(hostile, "hostile.yaml")

@@ -45,8 +45,19 @@ def load_ndjson(data: bytes, path: Path) -> list[Section]:
 def load_yaml(data: bytes, path: Path) -> list[Section]:
     import yaml
 
+    class TagTolerantLoader(yaml.SafeLoader):
+        """Application tags (CloudFormation ``!Ref``, Ansible ``!vault``, gcloud ``!REF``) read as plain values."""
+
+    def untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+    TagTolerantLoader.add_multi_constructor("!", untagged)
     try:
-        documents = list(yaml.safe_load_all(decode_text(data)))
+        documents = list(yaml.load_all(decode_text(data), Loader=TagTolerantLoader))  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from rag.api.answers import citations_out, params_from
 from rag.api.auth import Principal, Role, requires
 from rag.api.errors import request_id_of
-from rag.api.schemas import ChatRequest, ChatResponse, HitOut
+from rag.api.schemas import ChatRequest, ChatResponse, EvidenceOut, HitOut
 from rag.api.state import ApiState, api_state
 from rag.api.streaming import SSE_HEADERS, ThreadedIterator, sse
 from rag.chat import ChatEvent, ChatOptions, answer_question, stream_answer
@@ -39,14 +39,17 @@ async def chat(kb: str, body: ChatRequest, request: Request, state: ApiState = D
                _: Principal = Depends(requires(Role.reader))) -> Any:
     service = state.service
     options = ChatOptions(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
-                          params=params_from(service, body), condense=body.condense)
+                          params=params_from(service, body), condense=body.condense,
+                          evidence_quotes=body.evidence_quotes)
     messages: list[Any] = [message.model_dump() for message in body.messages]
     started = time.perf_counter()
     if not body.stream:
         answer = await run_in_threadpool(answer_question, service, kb, messages, options)
         state.metrics.chat.labels("kb").observe(time.perf_counter() - started)
         return ChatResponse(answer=answer.answer, grounded=answer.grounded,
-                            citations=citations_out(answer.citations), search_query=answer.search_query)
+                            citations=citations_out(answer.citations),
+                            evidence=[EvidenceOut(**quote) for quote in answer.evidence],
+                            search_query=answer.search_query)
     events = ThreadedIterator(stream_answer(service, kb, messages, options))
     first = await anext(events)  # retrieval happens here: an unknown KB is still a plain 404
     return StreamingResponse(_event_stream(first, events, state, request, started),
@@ -81,4 +84,4 @@ def _event_json(event: ChatEvent) -> dict[str, Any]:
     assert answer is not None
     return {"type": "done", "answer": answer.answer, "grounded": answer.grounded,
             "citations": [c.model_dump() for c in citations_out(answer.citations)],
-            "search_query": answer.search_query}
+            "evidence": answer.evidence, "search_query": answer.search_query}

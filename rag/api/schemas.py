@@ -172,6 +172,8 @@ class ChatRequest(GenerationFields):
     top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
     relevance_threshold: float | None = Field(default=None, ge=0, le=1)
     condense: bool = Field(default=True, description="rewrite a follow-up as a standalone question")
+    evidence_quotes: int | None = Field(default=None, ge=0, le=10,
+                                        description="source sentences quoted after the answer (0: none)")
 
 
 class CitationOut(BaseModel):
@@ -183,10 +185,16 @@ class CitationOut(BaseModel):
     chunk_id: int | None = None
 
 
+class EvidenceOut(BaseModel):
+    n: int  # the source number, as in citations
+    text: str  # the source sentence, verbatim
+
+
 class ChatResponse(BaseModel):
     answer: str
     grounded: bool
     citations: list[CitationOut]
+    evidence: list[EvidenceOut] = []
     search_query: str = ""
 
 

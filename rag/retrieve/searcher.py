@@ -62,7 +62,7 @@ class Searcher:
             weights[name] = self._dense_weight(model, embedder.multilingual, language, weights["dense"])
             if weights[name] <= 0 or len(index) == 0:
                 continue
-            ids, scores = index.search(embedder.embed_query(query), depth)
+            ids, scores = index.search(embedder.embed_query(query), depth, self.settings.dense_document_weight)
             rankings[name] = ids.tolist()
             results[name] = (ids.tolist(), scores.tolist())
             raw[name] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
 import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class BM25Params:
+    """How BM25 scores are computed; baked into the index when a snapshot is built."""
+
+    method: str = "lucene"
+    k1: float = 1.5
+    b: float = 0.75
 
 
 class BM25Index:
@@ -16,8 +26,8 @@ class BM25Index:
         self._vocab = vocab
 
     @classmethod
-    def build(cls, ids: list[int], token_lists: list[list[str]], method: str = "lucene",
-              k1: float = 1.5, b: float = 0.75) -> BM25Index:
+    def build(cls, ids: list[int], token_lists: list[list[str]], params: BM25Params | None = None) -> BM25Index:
+        params = params or BM25Params()
         id_array = np.asarray(ids, dtype=np.int64)
         if not ids:
             return cls(None, id_array, {})
@@ -25,7 +35,7 @@ class BM25Index:
         corpus_ids = [[vocab.setdefault(token, len(vocab)) for token in tokens] for tokens in token_lists]
         if not vocab:
             return cls(None, id_array, {})
-        model = bm25s.BM25(method=method, k1=k1, b=b)
+        model = bm25s.BM25(method=params.method, k1=params.k1, b=params.b)
         model.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=vocab), show_progress=False)
         return cls(model, id_array, vocab)
 

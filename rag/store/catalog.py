@@ -274,7 +274,7 @@ class Catalog:
     # -- reading chunks ----------------------------------------------------------------------
     def visible_chunks(self, kb: str, generation: int) -> Iterator[sqlite3.Row]:
         yield from self.db.execute(
-            "SELECT id, language, text_hash, tokens FROM chunks "
+            "SELECT id, doc_id, language, text_hash, tokens FROM chunks "
             "WHERE kb=? AND added_gen<=? AND (deleted_gen IS NULL OR deleted_gen>?) ORDER BY id",
             (kb, generation, generation),
         )

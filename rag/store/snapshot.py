@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.embed import EmbeddingRouter
-from rag.store.bm25_index import BM25Index
+from rag.store.bm25_index import BM25Index, BM25Params
 from rag.store.catalog import Catalog
 from rag.store.dense_index import DenseIndex
 
@@ -42,25 +42,25 @@ def build_snapshot(
     generation: int,
     kb_dir: Path,
     router: EmbeddingRouter,
-    bm25_method: str,
+    bm25: BM25Params,
 ) -> Snapshot:
     ids: list[int] = []
     token_lists: list[list[str]] = []
-    by_model: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    by_model: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
     for row in catalog.visible_chunks(kb, generation):
         ids.append(row["id"])
         token_lists.append(row["tokens"].split(" ") if row["tokens"] else [])
-        by_model[router.model_for_language(row["language"])].append((row["id"], row["text_hash"]))
-    snapshot = Snapshot(generation, BM25Index.build(ids, token_lists, method=bm25_method))
+        by_model[router.model_for_language(row["language"])].append((row["id"], row["text_hash"], row["doc_id"]))
+    snapshot = Snapshot(generation, BM25Index.build(ids, token_lists, bm25))
     for model, entries in by_model.items():
-        vectors = catalog.cached_embeddings(model, list({h for _, h in entries}))
-        missing = {h for _, h in entries if h not in vectors}
+        vectors = catalog.cached_embeddings(model, list({h for _, h, _ in entries}))
+        missing = {h for _, h, _ in entries if h not in vectors}
         if missing:  # the embedding model was changed in the settings since these chunks were written
             router.ensure(catalog, catalog.chunk_texts_by_hash(kb, missing))
-            vectors = catalog.cached_embeddings(model, list({h for _, h in entries}))
-        chunk_ids = np.fromiter((i for i, _ in entries), dtype=np.int64, count=len(entries))
-        matrix = np.stack([vectors[h] for _, h in entries])
-        snapshot.dense[model] = DenseIndex.build(matrix.shape[1], chunk_ids, matrix)
+            vectors = catalog.cached_embeddings(model, list({h for _, h, _ in entries}))
+        chunk_ids = np.fromiter((i for i, _, _ in entries), dtype=np.int64, count=len(entries))
+        matrix = np.stack([vectors[h] for _, h, _ in entries])
+        snapshot.dense[model] = DenseIndex.build(matrix.shape[1], chunk_ids, matrix, [d for _, _, d in entries])
     _write(snapshot, snapshot_dir(kb_dir, generation))
     return snapshot
 

@@ -13,6 +13,7 @@ from filelock import FileLock, Timeout
 
 from rag.embed import EmbeddingRouter
 from rag.errors import RagError
+from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, StagedDocument
 from rag.store.snapshot import build_snapshot, remove_stale, snapshot_dir
 
@@ -39,7 +40,7 @@ class KBWriter:
         kb: str,
         kb_dir: Path,
         router: EmbeddingRouter,
-        bm25_method: str,
+        bm25: BM25Params,
         wait: bool = True,
     ) -> None:
         self.catalog = catalog
@@ -47,7 +48,7 @@ class KBWriter:
         self.kb = kb
         self.kb_dir = kb_dir
         self._router = router
-        self._bm25_method = bm25_method
+        self._bm25 = bm25
         self._file_lock = FileLock(str(kb_dir / "write.lock"))
         self._thread_lock = _thread_lock(str(kb_dir.resolve()))
         self._staged: list[StagedDocument] = []
@@ -81,7 +82,7 @@ class KBWriter:
         remove_stale(self.kb_dir, committed - 1, committed)
         if committed > 0 and not (snapshot_dir(self.kb_dir, committed) / "manifest.json").exists():
             # The committed snapshot is gone (deleted by hand, lost disk): the catalog is the source of truth.
-            build_snapshot(self.catalog, self.kb, committed, self.kb_dir, self._router, self._bm25_method)
+            build_snapshot(self.catalog, self.kb, committed, self.kb_dir, self._router, self._bm25)
         self.generation = committed + 1
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -111,7 +112,7 @@ class KBWriter:
         """Publish everything staged as one generation; returns the generation now visible."""
         if not self.pending:
             return self.generation - 1
-        build_snapshot(self.catalog, self.kb, self.generation, self.kb_dir, self._router, self._bm25_method)
+        build_snapshot(self.catalog, self.kb, self.generation, self.kb_dir, self._router, self._bm25)
         self.catalog.commit(self.kb, self.generation, self._staged, self._deleted)
         remove_stale(self.kb_dir, self.generation - 1, self.generation)
         self._staged, self._deleted = [], []
