@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -356,3 +357,25 @@ def test_encrypted_legacy_word_is_named(tmp_path: Path) -> None:
         OOXMLFile(source).encrypt("pw", target)
     with pytest.raises(EncryptedFile, match="password"):
         load_document(locked, "locked.doc")
+
+
+def test_a_parser_that_never_returns_is_killed_and_the_next_file_gets_a_fresh_worker(tmp_path: Path) -> None:
+    from ingest.loaders.isolation import IsolatedLoader
+
+    hung = IsolatedLoader(worker_module="tests.hung_worker", kill_grace_s=0.5)
+    worker = hung._worker()
+    started = time.monotonic()
+    with pytest.raises(FileRejected, match="took longer than 0.5 s"):
+        hung.load(".pdf", b"%PDF-1.4", tmp_path / "stuck.pdf", LoadLimits(timeout_s=0.5))
+    assert time.monotonic() - started < 30
+    assert worker.poll() is not None  # killed, not left running
+    with pytest.raises(FileRejected, match="took longer"):
+        hung.load(".pdf", b"%PDF-1.4", tmp_path / "stuck-again.pdf", LoadLimits(timeout_s=0.5))
+    hung.close()
+
+    healthy = IsolatedLoader()
+    image = tmp_path / "after.png"
+    text_image(["Parsed after a hung worker"]).save(image)
+    sections = healthy.load(".png", image.read_bytes(), image, LoadLimits())
+    assert "Parsed after a hung worker" in " ".join(s.text for s in sections)
+    healthy.close()

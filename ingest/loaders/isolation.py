@@ -46,9 +46,11 @@ def recv_frame(stream: IO[bytes]) -> Any:
 
 
 class IsolatedLoader:
-    def __init__(self) -> None:
+    def __init__(self, worker_module: str = "ingest.loaders.worker", kill_grace_s: float = KILL_GRACE_S) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._worker_module = worker_module
+        self._kill_grace_s = kill_grace_s
 
     def load(self, suffix: str, data: bytes, path: Path, limits: LoadLimits) -> list[Section]:
         with self._lock:
@@ -56,7 +58,7 @@ class IsolatedLoader:
             assert process.stdin is not None and process.stdout is not None
             try:
                 send_frame(process.stdin, (suffix, data, str(path), limits))
-                ready, _, _ = select.select([process.stdout], [], [], limits.timeout_s + KILL_GRACE_S)
+                ready, _, _ = select.select([process.stdout], [], [], limits.timeout_s + self._kill_grace_s)
                 if not ready:
                     self.close()
                     raise TimedOut(f"took longer than {limits.timeout_s:g} s (the per-file time budget)")
@@ -87,7 +89,7 @@ class IsolatedLoader:
             package_root = str(Path(__file__).resolve().parents[2])
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "ingest.loaders.worker"],
+                [sys.executable, "-m", self._worker_module],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )
         return self._process

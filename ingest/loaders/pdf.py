@@ -35,6 +35,9 @@ def load_pdf(data: bytes, path: Path) -> list[Section]:
     pages = _text_layer(data)
     limits = active_limits()
     scanned = [number for number, text in enumerate(pages, start=1) if _visible(text) < MIN_TEXT_CHARS]
+    if len(scanned) > limits.max_ocr_pages:
+        logger.warning("%s: %d pages without a text layer; only the first %d are OCR'd (max_ocr_pages)",
+                       path.name, len(scanned), limits.max_ocr_pages)
     ocr_text = _ocr_pages(data, scanned[: limits.max_ocr_pages]) if scanned else {}
     sections: list[Section] = []
     for number, page_text in enumerate(pages, start=1):
