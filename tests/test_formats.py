@@ -242,6 +242,32 @@ def test_long_table_repeats_header_in_every_chunk(tmp_path: Path) -> None:
     assert any("| City number 250 | 1250 |" in c.text for c in chunks)
 
 
+def test_pdf_ruled_table_becomes_a_markdown_table_beside_the_page_text(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    pdf.add_page()
+    pdf.multi_cell(0, 6, "An ordinary page of prose with no table on it at all.")
+    pdf.add_page()
+    pdf.multi_cell(0, 6, "Quarterly revenue by region is listed below.")
+    with pdf.table() as table:
+        for cells in [["Region", "Q1 revenue", "Q2 revenue"]] + [[f"Region {i}", f"{i}.1M", f"{i}.2M"] for i in range(60)]:
+            row = table.row()
+            for cell in cells:
+                row.cell(cell)
+    path = tmp_path / "revenue.pdf"
+    path.write_bytes(bytes(pdf.output()))
+    document = load_document(path, "revenue.pdf")
+    tables = [s for s in document.sections if s.is_table]
+    assert tables and {s.page for s in tables} == {2, 3}  # the table runs onto the next page
+    assert "Quarterly revenue by region" in next(s.text for s in document.sections if s.page == 2 and not s.is_table)
+    assert "Region 7" not in " ".join(s.text for s in document.sections if not s.is_table)  # not duplicated as prose
+    chunks = Splitter(128, 16).split_document(document)
+    row = next(c for c in chunks if "| Region 42 | 42.1M | 42.2M |" in c.text)
+    assert row.text.startswith("| Region | Q1 revenue | Q2 revenue |") and row.page == 3
+
+
 def test_ocr_keeps_page_numbers_and_only_scans_textless_pages(corpus: Path) -> None:
     document = load_document(corpus / "mixed.pdf", "mixed.pdf")
     pages = {s.page: s.text for s in document.sections}

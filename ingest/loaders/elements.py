@@ -58,6 +58,11 @@ def html_table_to_markdown(html: str) -> str:
             rows.append(cells)
     if not rows:
         return soup.get_text(" ", strip=True)
+    return rows_to_markdown(rows)
+
+
+def rows_to_markdown(rows: list[list[str]]) -> str:
+    """A markdown table whose first row is the header (cells already escaped and on one line)."""
     width = max(len(r) for r in rows)
     rows = [r + [""] * (width - len(r)) for r in rows]
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * width]
