@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.discovery import SourceFile, discover
+from ingest.loaders import warm_up_parsers
 from ingest.splitter import Splitter
 from rag.config import Settings
 from rag.embed import EmbeddingRouter
@@ -145,9 +146,10 @@ class RagService:
         return self.searcher.search(kb, query, options)
 
     def warm_up(self) -> None:
-        """Load the embedding models now rather than on the first query."""
+        """Load the embedding models and the text parsers now rather than on the first query or file."""
         for name in {self.router.english, self.router.chinese}:
             self.router.embedder(name).embed_query("warm up")
+        warm_up_parsers()
 
     # -- answering ---------------------------------------------------------------------------
     @cached_property

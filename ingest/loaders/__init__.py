@@ -11,7 +11,7 @@ from ingest.loaders.limits import DEFAULT_LIMITS, LoadLimits, using_limits
 from ingest.models import ParsedDocument
 from ingest.offline import configure_unstructured
 
-__all__ = ["LOADERS", "LoadLimits", "Loader", "load_document", "is_supported", "format_of"]
+__all__ = ["LOADERS", "LoadLimits", "Loader", "load_document", "is_supported", "format_of", "warm_up_parsers"]
 
 
 def is_supported(path: Path) -> bool:
@@ -58,3 +58,8 @@ def load_document(
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else "no details"
+
+
+def warm_up_parsers() -> None:
+    """Import unstructured's text partitioners and load its spaCy model now, not on the first file."""
+    load_document(Path("warm-up.md"), "warm-up.md", b"# Warm up\n\nThis paragraph loads the parsers.\n")

@@ -9,6 +9,10 @@ from bs4 import BeautifulSoup
 
 from ingest.models import Section
 
+# unstructured runs langdetect over every document (a third of a Markdown file's parse time); the
+# splitter tells Chinese from English itself, so partitioners are called with this to skip it.
+NO_LANGUAGE_DETECTION = [""]
+
 
 def elements_to_sections(
     elements: Iterable[Any], heading_prefix: str | None = None, trust_titles: bool = True

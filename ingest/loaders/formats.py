@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ingest.errors import CorruptFile, EmptyFile
 from ingest.loaders.decoding import decode_text
-from ingest.loaders.elements import elements_to_sections
+from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections
 from ingest.loaders.office import check_ooxml
 from ingest.loaders.pdf import load_pdf
 from ingest.loaders.structured import flatten
@@ -21,33 +21,33 @@ Loader = Callable[[bytes, Path], list[Section]]
 def load_text(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.text import partition_text
 
-    return elements_to_sections(partition_text(text=decode_text(data)), trust_titles=False)
+    return elements_to_sections(partition_text(text=decode_text(data), languages=NO_LANGUAGE_DETECTION), trust_titles=False)
 
 
 def load_markdown(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.md import partition_md
 
-    return elements_to_sections(partition_md(text=decode_text(data)))
+    return elements_to_sections(partition_md(text=decode_text(data), languages=NO_LANGUAGE_DETECTION))
 
 
 def load_html(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.html import partition_html
 
-    return elements_to_sections(partition_html(text=decode_text(data)))
+    return elements_to_sections(partition_html(text=decode_text(data), languages=NO_LANGUAGE_DETECTION))
 
 
 def load_docx(data: bytes, path: Path) -> list[Section]:
     check_ooxml(data, "DOCX")
     from unstructured.partition.docx import partition_docx
 
-    return elements_to_sections(partition_docx(file=io.BytesIO(data)))
+    return elements_to_sections(partition_docx(file=io.BytesIO(data), languages=NO_LANGUAGE_DETECTION))
 
 
 def load_pptx(data: bytes, path: Path) -> list[Section]:
     check_ooxml(data, "PPTX")
     from unstructured.partition.pptx import partition_pptx
 
-    return elements_to_sections(partition_pptx(file=io.BytesIO(data)))
+    return elements_to_sections(partition_pptx(file=io.BytesIO(data), languages=NO_LANGUAGE_DETECTION))
 
 
 def load_xlsx(data: bytes, path: Path) -> list[Section]:
@@ -55,7 +55,7 @@ def load_xlsx(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.xlsx import partition_xlsx
 
     sections: list[Section] = []
-    for element in partition_xlsx(file=io.BytesIO(data)):
+    for element in partition_xlsx(file=io.BytesIO(data), languages=NO_LANGUAGE_DETECTION):
         sheet = element.metadata.page_name
         for section in elements_to_sections([element], heading_prefix=sheet):
             section.heading = section.heading or sheet
@@ -68,14 +68,15 @@ def load_csv(data: bytes, path: Path) -> list[Section]:
 
     text = decode_text(data)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else None
-    elements = partition_csv(file=io.BytesIO(text.encode("utf-8")), delimiter=delimiter, include_header=True)
+    elements = partition_csv(file=io.BytesIO(text.encode("utf-8")), delimiter=delimiter, include_header=True,
+                             languages=NO_LANGUAGE_DETECTION)
     return elements_to_sections(elements)
 
 
 def load_email(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.email import partition_email
 
-    elements = partition_email(file=io.BytesIO(data), process_attachments=False)
+    elements = partition_email(file=io.BytesIO(data), process_attachments=False, languages=NO_LANGUAGE_DETECTION)
     sections = elements_to_sections(elements)
     subject = next((e.metadata.subject for e in elements if getattr(e.metadata, "subject", None)), None)
     if subject:

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from ingest.errors import CorruptFile
-from ingest.loaders.elements import elements_to_sections
+from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections
 from ingest.loaders.legacy import OLE_MAGIC
 from ingest.models import Section
 
@@ -20,7 +20,7 @@ def load_msg(data: bytes, path: Path) -> list[Section]:
     message = Message.load(io.BytesIO(data))
     subject = message.subject or path.stem
     sections = elements_to_sections(
-        partition_msg(file=io.BytesIO(data), process_attachments=False), trust_titles=False
+        partition_msg(file=io.BytesIO(data), process_attachments=False, languages=NO_LANGUAGE_DETECTION), trust_titles=False
     )
     for section in sections:
         section.heading = section.heading or subject

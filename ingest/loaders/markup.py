@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ingest.loaders.converters import pandoc_to_html
 from ingest.loaders.decoding import decode_text
-from ingest.loaders.elements import elements_to_sections
+from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections
 from ingest.loaders.legacy import check_odf
 from ingest.loaders.limits import check_zip_container
 from ingest.models import Section
@@ -15,7 +15,7 @@ from ingest.models import Section
 def _html_sections(html: str) -> list[Section]:
     from unstructured.partition.html import partition_html
 
-    return elements_to_sections(partition_html(text=html)) if html.strip() else []
+    return elements_to_sections(partition_html(text=html, languages=NO_LANGUAGE_DETECTION)) if html.strip() else []
 
 
 def load_odt(data: bytes, path: Path) -> list[Section]:

@@ -11,7 +11,7 @@ from contextvars import copy_context
 from pathlib import Path
 
 from ingest.errors import CorruptFile, EmptyFile, EncryptedFile
-from ingest.loaders.elements import elements_to_sections, rows_to_markdown
+from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections, rows_to_markdown
 from ingest.loaders.limits import TooLarge, active_limits, seconds_left
 from ingest.models import Section
 
@@ -50,7 +50,7 @@ def load_pdf(data: bytes, path: Path) -> list[Section]:
         page_tables, text_outside = tables.get(number, ([], None))
         text = ocr_text.get(number) or (page_text if text_outside is None else text_outside)
         if text.strip():
-            for section in elements_to_sections(partition_text(text=text), trust_titles=False):
+            for section in elements_to_sections(partition_text(text=text, languages=NO_LANGUAGE_DETECTION), trust_titles=False):
                 section.page = number
                 sections.append(section)
         sections.extend(Section(text=table, page=number, is_table=True) for table in page_tables)
