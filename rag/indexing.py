@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,25 @@ class _Pending:
     is_new: bool
 
 
+@dataclass(slots=True)
+class _Parsed:
+    """What parsing one file gave: chunks, a rejection reason, or "unchanged since last time"."""
+
+    file: SourceFile
+    fmt: str
+    digest: str | None = None
+    size: int = 0
+    document: ParsedDocument | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+    error: str | None = None
+    unchanged: bool = False
+
+
+# Files parsed ahead of the one being staged. Parsing runs in one background thread while the
+# embedder (whose work happens in torch, outside the GIL) handles the previous batch.
+PARSE_AHEAD = 16
+
+
 class Indexer:
     def __init__(
         self,
@@ -103,8 +124,8 @@ class Indexer:
             known = {doc.doc_id: doc for doc in self.catalog.documents(kb)}
             pending: list[_Pending] = []
             last_commit = time.monotonic()
-            for done, file in enumerate(files, start=1):
-                item = self._prepare(file, known, report, parsed)
+            for done, result in enumerate(self._parse_ahead(files, known, parsed), start=1):
+                item = self._account(result, known, report)
                 if item is not None:
                     pending.append(item)
                 if sum(len(p.chunks) for p in pending) >= self.embed_batch_chunks:
@@ -114,7 +135,7 @@ class Indexer:
                     writer.commit()
                     last_commit = time.monotonic()
                 if progress:
-                    progress(done, len(files), file.source)
+                    progress(done, len(files), result.file.source)
             self._stage(writer, pending, report)
             if mirror:
                 wanted = {file.doc_id for file in files}
@@ -131,38 +152,63 @@ class Indexer:
                 writer.delete(doc_id)
             writer.commit()
 
-    def _prepare(
-        self,
-        file: SourceFile,
-        known: dict[str, Any],
-        report: IngestReport,
-        parsed: dict[str, ParsedDocument] | None,
-    ) -> _Pending | None:
-        fmt = format_of(file.path)
-        stats = report.formats.setdefault(fmt, FormatStats())
-        stats.seen += 1
-        previous = known.get(file.doc_id)
+    def _parse_ahead(
+        self, files: list[SourceFile], known: dict[str, Any], parsed: dict[str, ParsedDocument] | None
+    ) -> Iterator[_Parsed]:
+        """Each file's parse result, in order, with the next few files parsed in the background."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse")
+        ahead: deque[Future[_Parsed]] = deque()
+        remaining = iter(files)
+        try:
+            while True:
+                while len(ahead) < PARSE_AHEAD and (file := next(remaining, None)) is not None:
+                    ahead.append(pool.submit(self._parse, file, known, parsed))
+                if not ahead:
+                    return
+                yield ahead.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _parse(self, file: SourceFile, known: dict[str, Any], parsed: dict[str, ParsedDocument] | None) -> _Parsed:
+        """Read, hash, parse and chunk one file. Runs in the parse thread: touches no shared state."""
+        result = _Parsed(file, format_of(file.path))
         try:
             if parsed and file.source in parsed:
                 data = "\n".join(s.text for s in parsed[file.source].sections).encode("utf-8")
             else:
                 data = self._read(file)
         except FileRejected as exc:
-            return self._failure(file, fmt, None, 0, exc.reason, report)
-        digest = content_hash(data)
-        if previous is not None and previous.content_hash == digest and previous.status == "indexed":
+            result.error = exc.reason
+            return result
+        result.digest, result.size = content_hash(data), len(data)
+        previous = known.get(file.doc_id)
+        if previous is not None and previous.content_hash == result.digest and previous.status == "indexed":
+            result.unchanged = True
+            return result
+        try:
+            result.document = (parsed[file.source] if parsed and file.source in parsed
+                               else load_document(file.path, file.source, data, self.load_limits))
+            result.chunks = self.splitter.split_document(result.document)
+        except FileRejected as exc:
+            result.error = exc.reason
+        return result
+
+    def _account(self, result: _Parsed, known: dict[str, Any], report: IngestReport) -> _Pending | None:
+        file, fmt = result.file, result.fmt
+        stats = report.formats.setdefault(fmt, FormatStats())
+        stats.seen += 1
+        if result.unchanged:
             report.unchanged += 1
             stats.indexed += 1
             return None
-        try:
-            document = parsed[file.source] if parsed and file.source in parsed else load_document(file.path, file.source, data, self.load_limits)
-            chunks = self.splitter.split_document(document)
-        except FileRejected as exc:
-            return self._failure(file, fmt, digest, len(data), exc.reason, report)
+        if result.error is not None or result.document is None:
+            return self._failure(file, fmt, result.digest, result.size, result.error or "not parsed", report)
+        document, chunks = result.document, result.chunks
         staged = StagedDocument(
             doc_id=file.doc_id, source=file.source, path=str(file.path.resolve()), format=document.format,
-            content_hash=digest, size=len(data), title=document.title, chunk_count=len(chunks),
+            content_hash=result.digest, size=result.size, title=document.title, chunk_count=len(chunks),
         )
+        previous = known.get(file.doc_id)
         is_new = previous is None or previous.status != "indexed"
         return _Pending(staged, chunks, is_new)
 
