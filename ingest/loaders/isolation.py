@@ -9,40 +9,49 @@ the caller's ``__main__`` and fails under ``python -c``, notebooks and some serv
 from __future__ import annotations
 
 import atexit
+import json
 import os
-import pickle
 import select
 import struct
 import subprocess
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from ingest.errors import CorruptFile, FileRejected
-from ingest.loaders.limits import LoadLimits, TimedOut
+from ingest.errors import CorruptFile, EmptyFile, EncryptedFile, FileRejected, UnsupportedFormat
+from ingest.loaders.limits import LoadLimits, TimedOut, TooLarge
 from ingest.models import Section
 
 # The worker checks the budget itself; this is how much longer the parent waits before killing it.
 KILL_GRACE_S = 5.0
-_HEADER = struct.Struct("<Q")
+# A frame: the sizes of a JSON header and of a binary payload, then both.
+_SIZES = struct.Struct("<QQ")
+_REJECTIONS = {cls.__name__: cls for cls in (FileRejected, UnsupportedFormat, EmptyFile, EncryptedFile,
+                                             CorruptFile, TooLarge, TimedOut)}
 
 
-def send_frame(stream: IO[bytes], value: Any) -> None:
-    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(payload)) + payload)
+def send_frame(stream: IO[bytes], header: dict[str, Any], payload: bytes = b"") -> None:
+    encoded = json.dumps(header, ensure_ascii=False).encode("utf-8")
+    stream.write(_SIZES.pack(len(encoded), len(payload)) + encoded + payload)
     stream.flush()
 
 
-def recv_frame(stream: IO[bytes]) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+def recv_frame(stream: IO[bytes]) -> tuple[dict[str, Any], bytes]:
+    sizes = stream.read(_SIZES.size)
+    if len(sizes) < _SIZES.size:
         raise EOFError("worker closed its pipe")
-    (size,) = _HEADER.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        raise EOFError("worker closed its pipe mid-reply")
-    return pickle.loads(payload)  # noqa: S301 - our own worker's replies
+    header_size, payload_size = _SIZES.unpack(sizes)
+    header = stream.read(header_size)
+    payload = stream.read(payload_size)
+    if len(header) < header_size or len(payload) < payload_size:
+        raise EOFError("worker closed its pipe mid-frame")
+    return json.loads(header), payload
+
+
+def rejection_to_json(exc: FileRejected) -> dict[str, Any]:
+    return {"status": "rejected", "kind": type(exc).__name__, "reason": exc.reason}
 
 
 class IsolatedLoader:
@@ -57,20 +66,20 @@ class IsolatedLoader:
             process = self._worker()
             assert process.stdin is not None and process.stdout is not None
             try:
-                send_frame(process.stdin, (suffix, data, str(path), limits))
+                send_frame(process.stdin, {"suffix": suffix, "path": str(path), "limits": asdict(limits)}, data)
                 ready, _, _ = select.select([process.stdout], [], [], limits.timeout_s + self._kill_grace_s)
                 if not ready:
                     self.close()
                     raise TimedOut(f"took longer than {limits.timeout_s:g} s (the per-file time budget)")
-                status, payload = recv_frame(process.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                reply, _ = recv_frame(process.stdout)
+            except (EOFError, OSError, ValueError) as exc:
                 self.close()
                 raise CorruptFile("the parser process died on this file (crash or out of memory)") from exc
-        if status == "ok":
-            return payload
-        if isinstance(payload, FileRejected):
-            raise payload
-        raise CorruptFile(str(payload))
+        if reply["status"] == "ok":
+            return [Section(**section) for section in reply["sections"]]
+        if reply["status"] == "rejected":
+            raise _REJECTIONS.get(reply["kind"], FileRejected)(reply["reason"])
+        raise CorruptFile(reply["message"])
 
     def close(self) -> None:
         process, self._process = self._process, None

@@ -1,37 +1,39 @@
-"""The isolated loader's worker process: reads (suffix, bytes, path, limits) frames, replies with sections."""
+"""The isolated loader's worker process: reads {suffix, path, limits} + file bytes, replies with sections (JSON)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
 from ingest.errors import FileRejected
-from ingest.loaders.isolation import recv_frame, send_frame
+from ingest.loaders.isolation import recv_frame, rejection_to_json, send_frame
 
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     from ingest.loaders.formats import LOADERS
-    from ingest.loaders.limits import using_limits
+    from ingest.loaders.limits import LoadLimits, using_limits
     from ingest.offline import configure_unstructured
 
     configure_unstructured()
     while True:
         try:
-            suffix, data, path, limits = recv_frame(requests)
+            request, data = recv_frame(requests)
         except EOFError:
             return
-        kind, loader = LOADERS[suffix]
+        kind, loader = LOADERS[request["suffix"]]
         try:
-            with using_limits(limits):
-                reply: tuple[str, Any] = ("ok", loader(data, Path(path)))
+            with using_limits(LoadLimits(**request["limits"])):
+                sections = loader(data, Path(request["path"]))
+            reply: dict[str, Any] = {"status": "ok", "sections": [asdict(section) for section in sections]}
         except FileRejected as exc:
-            reply = ("rejected", exc)
+            reply = rejection_to_json(exc)
         except Exception as exc:  # the parent turns this into a CorruptFile naming the parser's error
             lines = str(exc).strip().splitlines()
             detail = lines[0][:200] if lines else "no details"
-            reply = ("error", f"could not parse {kind.upper()}: {type(exc).__name__}: {detail}")
+            reply = {"status": "error", "message": f"could not parse {kind.upper()}: {type(exc).__name__}: {detail}"}
         send_frame(replies, reply)
 
 
