@@ -108,3 +108,19 @@ def test_sync_deletes_documents_whose_files_are_gone(service, tmp_path: Path) ->
         "GROUP BY doc_id, ordinal HAVING COUNT(*) > 1"
     ).fetchall()
     assert duplicates == []
+
+
+def test_files_parsed_ahead_are_reported_in_order_with_failures_in_place(service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(40):  # more than the parse-ahead window, so the background thread runs ahead
+        (folder / f"note-{n:02d}.md").write_text(f"# Note {n}\n\nThe locker code for room {n} is {1000 + n}.\n")
+    (folder / "note-17.md").write_bytes(b"")
+    service.create_kb("ahead")
+    seen: list[str] = []
+    report = service.ingest("ahead", [folder], progress=lambda done, total, source: seen.append(source))
+    assert [Path(source).name for source in seen] == sorted(p.name for p in folder.iterdir())
+    assert report.added == 39 and [Path(f["path"]).name for f in report.failed] == ["note-17.md"]
+    assert report.formats["md"].seen == 40 and report.formats["md"].indexed == 39
+    hit = service.search("ahead", "locker code for room 31", top_k=1)[0]
+    assert "1031" in hit.text
