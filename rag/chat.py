@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from rag.errors import InvalidInput
-from rag.evidence import Quote, supporting_quotes
+from rag.evidence import CITATION_MARKER, Quote, squash, supporting_quotes
 from rag.llm.base import ChatMessage, GenerationParams, complete
 from rag.prompts import detect_language, render
 from rag.types import Answer, Citation, Hit
@@ -16,7 +15,6 @@ from rag.types import Answer, Citation, Hit
 if TYPE_CHECKING:
     from rag.service import RagService
 
-_MARKER = re.compile(r"\[(\d{1,2})\]")
 
 
 @dataclass(slots=True)
@@ -99,14 +97,10 @@ def condense_question(service: RagService, history: list[ChatMessage], question:
     rewritten = complete(service.chat_model, [{"role": "user", "content": prompt}], params).strip()
     rewritten = rewritten.splitlines()[0].strip().strip('"“”') if rewritten else ""
     last_user = next((m["content"] for m in reversed(history) if m["role"] == "user"), "")
-    echoed = _squash(rewritten) in {_squash(last_user), _squash(question)}
+    echoed = squash(rewritten) in {squash(last_user), squash(question)}
     if not rewritten or echoed or len(rewritten) > 4 * len(question) + 200:
         return f"{last_user} {question}".strip()
     return f"{rewritten} {question}"
-
-
-def _squash(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
 def build_messages(
@@ -148,7 +142,7 @@ def evidence_quotes(service: RagService, prepared: PreparedAnswer, answer: str, 
 
 
 def citations_for(answer_text: str, sources: list[Hit]) -> list[Citation]:
-    cited = [int(n) for n in _MARKER.findall(answer_text) if 1 <= int(n) <= len(sources)]
+    cited = [int(n) for n in CITATION_MARKER.findall(answer_text) if 1 <= int(n) <= len(sources)]
     numbers = list(dict.fromkeys(cited)) or list(range(1, len(sources) + 1))
     return [
         Citation(n=n, doc_id=sources[n - 1].doc_id, source=sources[n - 1].source, page=sources[n - 1].page,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=[.])\s+|\n+")
-_MARKER = re.compile(r"\[\d{1,2}\]")
+CITATION_MARKER = re.compile(r"\[(\d{1,2})\]")  # "[2]" in an answer cites source 2
 _NOT_WORD = re.compile(r"[\W_]+")
 _QUESTION_WEIGHT = 0.2  # breaks ties between sentences that match a short answer equally well
 
@@ -41,21 +41,21 @@ def supporting_quotes(
     it, in order. Sentences the answer already contains in full are not repeated; at most ``limit``.
     """
     candidates = [
-        (n, sentence, _squash(sentence))
+        (n, sentence, squash(sentence))
         for n, text in enumerate(sources, 1)
         for sentence in split_sentences(text)
     ]
     if not candidates:
         return []
-    answer_text = _MARKER.sub("", answer)
-    answer_squashed = _squash(answer_text)
-    question_squashed = _squash(question)
+    answer_text = CITATION_MARKER.sub("", answer)
+    answer_squashed = squash(answer_text)
+    question_squashed = squash(question)
     quotes: list[Quote] = []
     for piece in split_sentences(answer_text):
-        squashed = _squash(piece)
+        squashed = squash(piece)
         if len(squashed) < 2:
             continue
-        score, n, sentence, sentence_squashed = max(
+        _, n, sentence, sentence_squashed = max(
             (_overlap(squashed, s) + _QUESTION_WEIGHT * _overlap(question_squashed, s), n, sentence, s)
             for n, sentence, s in candidates
         )
@@ -78,7 +78,8 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
 
 
-def _squash(text: str) -> str:
+def squash(text: str) -> str:
+    """Text reduced to its lower-cased letters and digits, for comparing wordings."""
     return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
