@@ -24,6 +24,8 @@ class ParsedDocument:
     format: str
     title: str | None = None
     path: Path | None = None
+    # What was done to read a damaged or misnamed file ("content is PDF, named .doc", ...).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,8 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
         for fmt, stats in sorted(report.formats.items()):
             table.add_row(fmt, str(stats.seen), str(stats.indexed), str(stats.failed))
         out.print(table)
+    for item in report.recovered:
+        out.print(f"[yellow]recovered[/yellow] {item['path']}: {item['note']}", highlight=False)
     for failure in report.failed:
         out.print(f"[red]failed[/red] {failure['path']}: {failure['error']}", highlight=False)
 

@@ -39,6 +39,8 @@ class IngestReport:
     unchanged: int = 0
     deleted: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    # Indexed, but only after reading a misnamed or damaged file another way: {"path", "note"}.
+    recovered: list[dict[str, str]] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
     formats: dict[str, FormatStats] = field(default_factory=dict)
@@ -204,6 +206,8 @@ class Indexer:
         if result.error is not None or result.document is None:
             return self._failure(file, fmt, result.digest, result.size, result.error or "not parsed", report)
         document, chunks = result.document, result.chunks
+        if document.notes:
+            report.recovered.append({"path": file.source, "note": "; ".join(document.notes)})
         staged = StagedDocument(
             doc_id=file.doc_id, source=file.source, path=str(file.path.resolve()), format=document.format,
             content_hash=result.digest, size=result.size, title=document.title, chunk_count=len(chunks),

@@ -76,9 +76,14 @@ def load_xml(data: bytes, path: Path) -> list[Section]:
         raise CorruptFile(f"invalid XML: {exc}") from exc
     if root is None:
         raise EmptyFile("XML file has no elements")
+    return _records_section([xml_lines(root)], "XML")
+
+
+def xml_lines(root: Any) -> list[str]:
+    """``path@attribute: value`` and ``path: text`` lines of an element tree, in document order."""
     lines: list[str] = []
     _xml_lines(root, _local(root.tag), lines)
-    return _records_section([lines], "XML")
+    return lines
 
 
 def _xml_lines(element: Any, path: str, lines: list[str]) -> None:
