@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -157,3 +158,17 @@ def test_ingest_reports_what_it_recovered_and_search_finds_it(service, tmp_path:
     assert report.to_json()["recovered"] == report.recovered
     hits = service.search("drive", "Wuhan warehouse inventory", top_k=3, mode="bm25")
     assert hits and hits[0].source.endswith("copy.docx")
+
+
+def test_text_with_a_zeroed_block_keeps_the_text_around_it(tmp_path: Path) -> None:
+    before = "".join(f"Line {n} of the handbook before the bad block.\n" for n in range(100)).encode()
+    after = "".join(f"Line {n} of the handbook after the bad block.\n" for n in range(100)).encode()
+    text = _chunk_text(tmp_path / "handbook.txt", before + bytes(4096) + after)
+    assert "Line 99 of the handbook before the bad block." in text
+    assert "Line 0 of the handbook after the bad block." in text and "\x00" not in text
+
+
+def test_a_program_named_txt_is_still_refused_as_binary(tmp_path: Path) -> None:
+    program = Path(sys.executable).resolve().read_bytes()[:65536]
+    with pytest.raises(CorruptFile, match="looks binary"):
+        load_document(tmp_path / "notes.txt", "notes.txt", program)

@@ -20,7 +20,8 @@ _BOMS = (
 def decode_text(data: bytes) -> str:
     if not data.strip():
         raise EmptyFile("file is empty")
-    text = _decode(data)
+    # NUL never belongs in text; a run of them is a zeroed disk block or a padded tail, not a binary file.
+    text = _decode(data).replace("\x00", "")
     if not text.strip():
         raise EmptyFile("file has no text")
     control = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\t\n\r\f\v")
