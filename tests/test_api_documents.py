@@ -146,9 +146,13 @@ def test_bad_file_is_reported_per_file(server: RunningServer) -> None:
 
 def test_upload_with_wait_answers_201_with_the_report(server: RunningServer) -> None:
     assert create_kb(server, "waited").status_code == 201
-    response = upload(server, "waited", [("w.txt", b"Submarine crews rotate every six weeks.")], wait="true")
+    web_page = b"<!DOCTYPE html><html><body><p>Divers surface every forty minutes.</p></body></html>"
+    response = upload(server, "waited", [("w.txt", b"Submarine crews rotate every six weeks."),
+                                         ("saved-from-browser.doc", web_page)], wait="true")
     assert response.status_code == 201, response.text
-    assert response.json()["added"] == 1 and response.json()["kb"] == "waited"
+    assert response.json()["added"] == 2 and response.json()["kb"] == "waited"
+    assert response.json()["recovered"] == [
+        {"path": "saved-from-browser.doc", "note": "content is HTML, though the name says .doc"}]
 
 
 def test_traversal_filename_stays_inside_the_kb(server: RunningServer) -> None:

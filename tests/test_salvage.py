@@ -172,3 +172,14 @@ def test_a_program_named_txt_is_still_refused_as_binary(tmp_path: Path) -> None:
     program = Path(sys.executable).resolve().read_bytes()[:65536]
     with pytest.raises(CorruptFile, match="looks binary"):
         load_document(tmp_path / "notes.txt", "notes.txt", program)
+
+
+def test_upload_summary_in_the_ui_shows_how_a_file_was_recovered() -> None:
+    from rag.indexing import IngestReport
+    from webui.render import ingest_summary
+
+    report = IngestReport(kb="drive", added=2, failed=[{"path": "cut.pdf", "error": "damaged PDF: EOF"}],
+                          recovered=[{"path": "minutes.doc", "note": "content is PDF, though the name says .doc"}])
+    summary = ingest_summary(report, ["minutes.doc", "cut.pdf", "fine.txt"], "en")
+    assert "- ⚠️ `minutes.doc` — content is PDF, though the name says .doc" in summary
+    assert "- ❌ `cut.pdf` — damaged PDF: EOF" in summary and "- ✅ `fine.txt`" in summary

@@ -124,8 +124,9 @@ def job_rows(jobs: Sequence[dict[str, Any]], lang: str) -> list[list[Any]]:
 
 
 def ingest_summary(report: IngestReport, file_names: Sequence[str], lang: str) -> str:
-    """Markdown: the totals, then one line per uploaded file with its error if it failed."""
+    """Markdown: the totals, then one line per uploaded file with its error, or how it was recovered."""
     errors = {item["path"]: item["error"] for item in report.failed}
+    notes = {item["path"]: item["note"] for item in report.recovered}
     lines = [
         t(
             lang,
@@ -142,6 +143,8 @@ def ingest_summary(report: IngestReport, file_names: Sequence[str], lang: str) -
     for name in file_names:
         if name in errors:
             lines.append(f"- ❌ `{name}` — {errors[name]}")
+        elif name in notes:
+            lines.append(f"- ⚠️ `{name}` — {notes[name]}")
         else:
             lines.append(f"- ✅ `{name}`")
     return "\n".join(lines)

@@ -75,6 +75,11 @@ class FileFailure(BaseModel):
     error: str
 
 
+class FileRecovered(BaseModel):
+    path: str
+    note: str = Field(description="how the misnamed or damaged file was read")
+
+
 class IngestResult(BaseModel):
     kb: str
     added: int
@@ -82,6 +87,7 @@ class IngestResult(BaseModel):
     unchanged: int
     deleted: int
     failed: list[FileFailure]
+    recovered: list[FileRecovered] = []
     chunks: int
     seconds: float
     formats: dict[str, Any] = {}
