@@ -183,3 +183,10 @@ def test_upload_summary_in_the_ui_shows_how_a_file_was_recovered() -> None:
     summary = ingest_summary(report, ["minutes.doc", "cut.pdf", "fine.txt"], "en")
     assert "- ⚠️ `minutes.doc` — content is PDF, though the name says .doc" in summary
     assert "- ❌ `cut.pdf` — damaged PDF: EOF" in summary and "- ✅ `fine.txt`" in summary
+
+
+def test_a_text_file_that_mentions_the_pdf_header_stays_text(tmp_path: Path) -> None:
+    notes = b"Every PDF starts with a header line such as %PDF-1.7 followed by binary comment bytes.\n"
+    document = load_document(tmp_path / "pdf-notes.txt", "pdf-notes.txt", notes)
+    assert document.format == "txt" and document.notes == []
+    assert "%PDF-1.7" in document.sections[0].text

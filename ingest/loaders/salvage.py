@@ -53,7 +53,8 @@ ZIP_SUFFIXES = frozenset({".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp", ".e
 def sniff_suffix(data: bytes, claimed: str) -> str | None:
     """The suffix that the content's magic bytes name, or None when they name nothing this knows."""
     head = data[:1024]
-    if b"%PDF-" in head:
+    # Readers accept "%PDF-" anywhere in the first KiB; a text file that merely mentions it must start with it.
+    if head.lstrip().startswith(b"%PDF-") or (claimed in BINARY_SUFFIXES and b"%PDF-" in head):
         return ".pdf"
     for magic, suffix in _IMAGE_MAGIC:
         if head.startswith(magic):
@@ -95,10 +96,14 @@ def _local_headers(data: bytes, limit: int | None = None) -> list[tuple[str, int
     found: list[tuple[str, int]] = []
     offset = data.find(_ZIP_LOCAL_HEADER)
     while offset != -1 and offset + 30 <= len(data) and (limit is None or len(found) < limit):
+        flags = struct.unpack("<H", data[offset + 6: offset + 8])[0]
+        compressed_size = struct.unpack("<I", data[offset + 18: offset + 22])[0]
         name_length, extra_length = struct.unpack("<HH", data[offset + 26: offset + 30])
         name = data[offset + 30: offset + 30 + name_length].decode("utf-8", "replace")
         found.append((name, offset))
-        offset = data.find(_ZIP_LOCAL_HEADER, offset + 30 + name_length + extra_length)
+        # Jump over the member's data where its size is known, so a "PK\3\4" inside it is not taken for a header.
+        skip = compressed_size if not flags & 0x8 else 0
+        offset = data.find(_ZIP_LOCAL_HEADER, offset + 30 + name_length + extra_length + skip)
     return found
 
 
