@@ -115,3 +115,33 @@ def test_kill_9_during_sync_leaves_a_usable_kb_and_the_next_sync_completes(tmp_p
     snapshot_dirs = sorted(p.name for p in (home / "kbs" / "crash").glob("gen-*"))
     assert snapshot_dirs[-1] == f"gen-{generation:08d}" and not any(n.endswith(".tmp") for n in snapshot_dirs)
     reader.catalog.close()
+
+
+def test_a_snapshot_is_synced_to_disk_before_it_is_renamed_into_place(service, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A power cut cannot be staged here, so this records the order of fsync and rename calls on a real commit.
+    events: list[str] = []
+    real_fsync, real_rename = os.fsync, Path.rename
+
+    def fsync(descriptor: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    def rename(self: Path, target: Path) -> Path:  # type: ignore[no-untyped-def]
+        events.append(f"rename {self} -> {target}")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "rename", rename)
+    service.create_kb("durable", "")
+    folder = Path(service.settings.home) / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Durable\n\nThe snapshot reaches the disk before it is published.\n")
+    service.ingest("durable", [folder])
+    renames = [i for i, event in enumerate(events) if event.startswith("rename ") and ".tmp -> " in event]
+    assert renames, events
+    rename_at = renames[-1]
+    tmp, target = events[rename_at].removeprefix("rename ").split(" -> ")
+    synced_before = {event.removeprefix("fsync ") for event in events[:rename_at] if event.startswith("fsync ")}
+    files = {str(p) for p in Path(target).rglob("*") if p.is_file()}
+    assert {f.replace(target, tmp, 1) for f in files} <= synced_before and tmp in synced_before
+    assert f"fsync {Path(target).parent}" in events[rename_at + 1:]

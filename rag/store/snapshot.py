@@ -1,13 +1,14 @@
 """Index snapshots: one immutable folder per committed generation of a KB.
 
 ``kbs/<kb>/gen-<N>/`` holds the BM25 index and one FAISS index per embedding model, all derived from the
-catalog's chunks visible at generation N. A folder is written under a temporary name and renamed into
-place before the catalog's generation flips, so a reader never sees a half-written one.
+catalog's chunks visible at generation N. A folder is written under a temporary name, synced to disk and
+renamed into place before the catalog's generation flips, so a reader never sees a half-written one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -74,8 +75,23 @@ def _write(snapshot: Snapshot, target: Path) -> None:
         index.save(tmp / f"dense-{_safe(model)}.faiss")
     manifest = {"generation": snapshot.generation, "dense": {m: f"dense-{_safe(m)}.faiss" for m in snapshot.dense}}
     (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    # On disk before the rename, and the rename on disk before the catalog's generation flips: after a
+    # power cut, a snapshot folder under its final name is whole.
+    for path in tmp.rglob("*"):
+        if path.is_file():
+            _fsync(path)
+    _fsync(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    _fsync(target.parent)
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def load_snapshot(kb_dir: Path, generation: int) -> Snapshot | None:
