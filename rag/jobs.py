@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -26,22 +29,75 @@ class JobSkipped(RagError):
     http_status = 409
 
 
+# A runner refreshes its unfinished jobs' heartbeat this often; a job whose heartbeat is older than
+# ABANDONED_AFTER_S belongs to a process that died (the server and `rag scheduler` share one catalog).
+HEARTBEAT_S = 10.0
+ABANDONED_AFTER_S = 60.0
+INTERRUPTED = "interrupted: the process running it stopped before the job finished"
+
+
+_LIVE_OWNERS: set[str] = set()  # the runners of this process
+
+
+def _gone(owner: str | None) -> bool:
+    """Whether the runner named ``owner`` ("host:pid:token") is known to be dead."""
+    host, _, rest = (owner or "").partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine or container: only its heartbeat can tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner not in _LIVE_OWNERS  # not a runner of this process: an earlier life under the same PID
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class JobRunner:
-    def __init__(self, catalog: Catalog, max_workers: int = 2) -> None:
+    def __init__(self, catalog: Catalog, max_workers: int = 2, heartbeat_s: float = HEARTBEAT_S,
+                 abandoned_after_s: float = ABANDONED_AFTER_S) -> None:
         self.catalog = catalog
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _LIVE_OWNERS.add(self.owner)
+        self.abandoned_after_s = abandoned_after_s
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rag-job")
         self._active: set[tuple[str, str | None]] = set()
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._heart = threading.Thread(target=self._beat, args=(heartbeat_s,), name="rag-job-heartbeat", daemon=True)
+        self._heart.start()
 
     def recover_interrupted(self) -> int:
-        """Mark jobs left queued/running by a process that died as failed (call once at start-up)."""
-        return self.catalog.fail_interrupted_jobs("interrupted: the server stopped before the job finished")
+        """Fail the jobs that a dead process left queued or running; runs at start-up and on every beat.
+
+        A job is abandoned when its runner's process is gone from this host (or this very process is a
+        restart of it: same host and PID, as in a container), or when its heartbeat is stale. Jobs of a
+        live runner elsewhere (a `rag scheduler` process beside the server) keep their status.
+        """
+        stale_before = time.time() - self.abandoned_after_s
+        abandoned = [job_id for job_id, owner, heartbeat in self.catalog.unfinished_jobs()
+                     if owner != self.owner and (heartbeat is None or heartbeat < stale_before or _gone(owner))]
+        return self.catalog.fail_unfinished_jobs(abandoned, INTERRUPTED) if abandoned else 0
+
+    def _beat(self, every_s: float) -> None:
+        while not self._stopped.wait(every_s):
+            try:
+                self.catalog.beat_jobs(self.owner)
+                failed = self.recover_interrupted()
+                if failed:
+                    log.warning("marked %d job(s) of a stopped process as failed", failed)
+            except Exception:  # a busy or closed catalog must not end the heartbeat
+                log.debug("job heartbeat failed", exc_info=True)
 
     def submit(self, kind: str, kb: str | None, work: JobFunction, total: int = 0,
                skip_if_active: bool = False) -> str:
         """Queue ``work``; with ``skip_if_active`` a second job of the same kind and KB is recorded as skipped."""
         job_id = uuid.uuid4().hex[:16]
-        self.catalog.create_job(job_id, kind, kb, total)
+        self.catalog.create_job(job_id, kind, kb, total, owner=self.owner)
         key = (kind, kb)
         with self._lock:
             if skip_if_active and key in self._active:
@@ -81,4 +137,6 @@ class JobRunner:
         return self.catalog.jobs(kb, limit)
 
     def shutdown(self, wait: bool = False) -> None:
+        self._stopped.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        _LIVE_OWNERS.discard(self.owner)

@@ -98,6 +98,15 @@ class Catalog:
         self._local = threading.local()
         schema = resources.files("rag.store").joinpath("schema.sql").read_text(encoding="utf-8")
         self.db.executescript(schema)
+        self._add_missing_columns("jobs", {"owner": "TEXT", "heartbeat_at": "REAL"})
+
+    def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Catalogs made by an older version gain the columns added since (SQLite has no ADD COLUMN IF NOT EXISTS)."""
+        present = {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}
+        with self._tx() as db:
+            for name, kind in columns.items():
+                if name not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     # -- connections -------------------------------------------------------------------------
     @property
@@ -340,12 +349,20 @@ class Catalog:
             )
 
     # -- jobs --------------------------------------------------------------------------------
-    def create_job(self, job_id: str, kind: str, kb: str | None, total: int = 0) -> None:
+    def create_job(self, job_id: str, kind: str, kb: str | None, total: int = 0, owner: str | None = None) -> None:
+        now = time.time()
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs(job_id, kb, kind, status, total, created_at) VALUES (?,?,?,?,?,?)",
-                (job_id, kb, kind, "queued", total, time.time()),
+                "INSERT INTO jobs(job_id, kb, kind, status, total, created_at, owner, heartbeat_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, kb, kind, "queued", total, now, owner, now),
             )
+
+    def beat_jobs(self, owner: str) -> None:
+        """``owner`` is alive: refresh the heartbeat of its unfinished jobs."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET heartbeat_at=? WHERE owner=? AND status IN ('queued','running')",
+                       (time.time(), owner))
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         if "result" in fields and fields["result"] is not None:
@@ -371,12 +388,19 @@ class Catalog:
             ).fetchall()
         return [self._job_dict(row) for row in rows]
 
-    def fail_interrupted_jobs(self, reason: str) -> int:
+    def unfinished_jobs(self) -> list[tuple[str, str | None, float | None]]:
+        """(job_id, owner, heartbeat_at) of every queued or running job."""
+        rows = self.db.execute("SELECT job_id, owner, heartbeat_at FROM jobs WHERE status IN ('queued','running')")
+        return [(row["job_id"], row["owner"], row["heartbeat_at"]) for row in rows]
+
+    def fail_unfinished_jobs(self, job_ids: list[str], reason: str) -> int:
+        """Mark these jobs failed, unless they finished in the meantime."""
+        now = time.time()
         with self._tx() as db:
-            return db.execute(
-                "UPDATE jobs SET status='failed', error=?, finished_at=? WHERE status IN ('queued','running')",
-                (reason, time.time()),
-            ).rowcount
+            return sum(db.execute(
+                "UPDATE jobs SET status='failed', error=?, finished_at=? WHERE job_id=? AND status IN ('queued','running')",
+                (reason, now, job_id),
+            ).rowcount for job_id in job_ids)
 
     @staticmethod
     def _job_dict(row: sqlite3.Row) -> dict[str, Any]:

@@ -59,5 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error       TEXT,
     created_at  REAL NOT NULL,
     started_at  REAL,
-    finished_at REAL
+    finished_at REAL,
+    owner       TEXT,                      -- the JobRunner (process) running it
+    heartbeat_at REAL                      -- refreshed by that runner while the job is queued or running
 );
