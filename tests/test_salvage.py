@@ -190,3 +190,14 @@ def test_a_text_file_that_mentions_the_pdf_header_stays_text(tmp_path: Path) -> 
     document = load_document(tmp_path / "pdf-notes.txt", "pdf-notes.txt", notes)
     assert document.format == "txt" and document.notes == []
     assert "%PDF-1.7" in document.sections[0].text
+
+
+def test_docx_with_a_zeroed_block_in_its_text_keeps_the_paragraphs_before_it(tmp_path: Path) -> None:
+    data, start = _with_member_last(_docx(PARAGRAPHS), "word/document.xml")
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo("word/document.xml")
+    bad = start + info.compress_size * 2 // 3
+    damaged = data[:bad] + bytes(512) + data[bad + 512:]  # a bad disk block; the central directory survives
+    document = load_document(tmp_path / "bad-block.docx", "bad-block.docx", damaged)
+    text = "\n".join(s.text for s in document.sections)
+    assert PARAGRAPHS[0] in text and PARAGRAPHS[40] in text and PARAGRAPHS[-1] not in text
+    assert "cut-off parts" in document.notes[0]

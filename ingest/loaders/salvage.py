@@ -128,12 +128,7 @@ def salvage_zip_members(data: bytes) -> list[_Member]:
         if method == 0:
             content, complete = raw, len(raw) >= compressed_size > 0
         elif method == 8:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            try:
-                content = inflater.decompress(raw, budget + 1)
-            except zlib.error:
-                continue
-            complete = inflater.eof
+            content, complete = _inflate(raw, budget + 1)
         else:
             continue
         budget -= len(content)
@@ -143,6 +138,26 @@ def salvage_zip_members(data: bytes) -> list[_Member]:
             complete = False
         members.append(_Member(name, content, complete))
     return members
+
+
+def _inflate(raw: bytes, limit: int) -> tuple[bytes, bool]:
+    """Raw deflate data → (what inflates before the end or the first damaged byte, whether it all did)."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pieces: list[bytes] = []
+    size = 0
+    for start in range(0, len(raw), _INFLATE_STEP):  # in steps, so a damaged block keeps what came before it
+        try:
+            piece = inflater.decompress(raw[start: start + _INFLATE_STEP], limit - size)
+        except zlib.error:
+            return b"".join(pieces), False
+        pieces.append(piece)
+        size += len(piece)
+        if size >= limit or inflater.eof:
+            break
+    return b"".join(pieces), inflater.eof
+
+
+_INFLATE_STEP = 4096
 
 
 def rebuild_zip(members: list[_Member]) -> bytes:
@@ -178,7 +193,7 @@ def text_from_parts(members: list[_Member]) -> list[Section]:
         if root is None:
             continue
         paragraphs = [" ".join("".join(el.itertext()).split()) for el in root.iter()
-                      if isinstance(el.tag, str) and etree.QName(el).localname in _PARAGRAPH_TAGS
+                      if isinstance(el.tag, str) and _local_name(el.tag) in _PARAGRAPH_TAGS
                       and not _has_paragraph_ancestor(el)]
         text = "\n\n".join(p for p in paragraphs if p)
         if text:
@@ -187,14 +202,17 @@ def text_from_parts(members: list[_Member]) -> list[Section]:
 
 
 def _has_paragraph_ancestor(element: object) -> bool:
-    from lxml import etree
-
     parent = element.getparent()  # type: ignore[attr-defined]
     while parent is not None:
-        if isinstance(parent.tag, str) and etree.QName(parent).localname in _PARAGRAPH_TAGS:
+        if isinstance(parent.tag, str) and _local_name(parent.tag) in _PARAGRAPH_TAGS:
             return True
         parent = parent.getparent()
     return False
+
+
+def _local_name(tag: str) -> str:
+    # Not etree.QName: XML read in recovery mode can hold tag names it refuses ("w:r0:").
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
 
 
 def _natural_key(name: str) -> list[object]:
