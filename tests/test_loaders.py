@@ -171,3 +171,15 @@ def test_yaml_application_tags_read_as_values_but_python_objects_are_refused(tmp
     assert not marker.exists()
     assert "python/object" in document.notes[0] and "plain text" in document.notes[0]
     assert "os.system" in _text(document)
+
+
+def test_html_whose_body_is_filled_by_scripts_is_found_by_its_title(tmp_path: Path) -> None:
+    page = tmp_path / "viewer.html"
+    page.write_text("<!DOCTYPE html><html><head><title>Quarterly Model Viewer</title>"
+                    "<script src='app.js'></script></head><body></body></html>")
+    document = load_document(page, "viewer.html")
+    assert _text(document) == "Quarterly Model Viewer" and document.title == "Quarterly Model Viewer"
+    empty = tmp_path / "empty.html"
+    empty.write_text("<html><head></head><body><script>render()</script></body></html>")
+    with pytest.raises(EmptyFile, match="no text"):
+        load_document(empty, "empty.html")

@@ -33,7 +33,24 @@ def load_markdown(data: bytes, path: Path) -> list[Section]:
 def load_html(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.html import partition_html
 
-    return elements_to_sections(partition_html(text=decode_text(data), languages=NO_LANGUAGE_DETECTION))
+    text = decode_text(data)
+    sections = elements_to_sections(partition_html(text=text, languages=NO_LANGUAGE_DETECTION))
+    if not any(section.text.strip() for section in sections):
+        title = _html_title(text)  # a page whose body is filled in by scripts still names itself
+        if title:
+            sections = [Section(text=title, heading=title)]
+    return sections
+
+
+def _html_title(text: str) -> str | None:
+    from lxml import html
+
+    try:
+        titles = html.fromstring(text).xpath("//title/text()")
+    except Exception:  # lxml refuses empty or odd documents; the caller reports "no text"
+        return None
+    title = " ".join(" ".join(titles).split())
+    return title or None
 
 
 def load_docx(data: bytes, path: Path) -> list[Section]:
