@@ -79,11 +79,10 @@ def _parse(suffix: str, data: bytes, path: Path, limits: LoadLimits) -> list[Sec
 
 
 def _recover(suffix: str, data: bytes, path: Path, limits: LoadLimits) -> tuple[list[Section], str] | None:
-    kind, loader = LOADERS[suffix]
     try:
         with using_limits(limits):
             if suffix in ZIP_SUFFIXES:
-                return recover_zip(data, path, loader)
+                return recover_zip(data, path, LOADERS[suffix][1])
             if suffix in DATA_SUFFIXES:
                 return recover_data_file(data, path)
     except (TooLarge, TimedOut):

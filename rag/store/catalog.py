@@ -103,8 +103,12 @@ class Catalog:
     def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
         """Catalogs made by an older version gain the columns added since (SQLite has no ADD COLUMN IF NOT EXISTS)."""
         present = {row["name"] for row in self.db.execute(f"PRAGMA table_info({table})")}
+        missing = {name: kind for name, kind in columns.items() if name not in present}
+        if not missing:
+            return  # the usual case: no write lock taken just to open the catalog
         with self._tx() as db:
-            for name, kind in columns.items():
+            present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}  # another process may have won
+            for name, kind in missing.items():
                 if name not in present:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
