@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ingest.loaders.limits import TooLarge, active_limits
 from ingest.models import Section
@@ -182,7 +183,7 @@ def text_from_parts(members: list[_Member]) -> list[Section]:
     """Paragraph text of the document parts that survived, a truncated one included (read leniently)."""
     from lxml import etree
 
-    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+    parser = _lenient_xml_parser()
     parts = sorted((m for m in members if _TEXT_PARTS.match(m.name)), key=lambda m: _natural_key(m.name))
     sections: list[Section] = []
     for member in parts:
@@ -261,9 +262,15 @@ def _xml_lines_leniently(data: bytes) -> list[str]:
 
     from ingest.loaders.structured import xml_lines
 
-    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        root = etree.fromstring(data, parser)
+        root = etree.fromstring(data, _lenient_xml_parser())
     except etree.XMLSyntaxError:
         return []
     return xml_lines(root) if root is not None else []
+
+
+def _lenient_xml_parser() -> Any:
+    """Recovery mode (reads up to the damage); like every XML parse here, no DTDs, entities or network."""
+    from lxml import etree
+
+    return etree.XMLParser(recover=True, resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
