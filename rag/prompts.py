@@ -1,7 +1,7 @@
 """Prompt templates (``prompts/{lang}.yaml``, Jinja2 strings) and the language they are picked by.
 
-The templates live in the project's top-level ``prompts/`` folder, found beside the ``rag`` package
-(``RAG_PROMPTS_DIR`` overrides it). Every value interpolated into a template passes through
+The templates live in the project's top-level ``prompts/`` folder, found beside the ``rag`` package or,
+installed from a wheel, under ``<prefix>/share/rag-assistant/prompts`` (``RAG_PROMPTS_DIR`` overrides it). Every value interpolated into a template passes through
 :func:`neutralize`, so retrieved text and user input stay quoted data.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -37,10 +38,17 @@ _FULL_WIDTH = {"<": "\uff1c", ">": "\uff1e", "[": "\uff3b"}
 
 
 def prompts_dir() -> Path:
+    """``RAG_PROMPTS_DIR``; else ``prompts/`` beside the package (a checkout, an editable install); else
+    the copy a wheel installs under ``<prefix>/share/rag-assistant/prompts``."""
     override = os.environ.get("RAG_PROMPTS_DIR")
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parent.parent / "prompts"
+    package = Path(__file__).resolve().parent
+    beside = package.parent / "prompts"
+    # <prefix>/lib/pythonX.Y/site-packages/rag → <prefix>; sys.prefix covers layouts that differ.
+    prefixes = [*package.parents[3:4], Path(sys.prefix)]
+    installed = [prefix / "share" / "rag-assistant" / "prompts" for prefix in prefixes]
+    return next((folder for folder in (beside, *installed) if folder.is_dir()), beside)
 
 
 def detect_language(text: str) -> Language:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +126,29 @@ def test_incomplete_prompt_file_is_a_config_error(tmp_path: Path, monkeypatch: p
 def test_default_prompts_dir_is_the_project_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RAG_PROMPTS_DIR", raising=False)
     assert prompts.prompts_dir() == Path(__file__).resolve().parents[1] / "prompts"
+
+
+def test_a_wheel_install_finds_its_prompt_templates(tmp_path: Path) -> None:
+    """prompts/ lies outside the packages; a wheel must carry it, and the installed code must find it."""
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"
+    for name in ("rag", "ingest", "webui", "prompts"):
+        shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
+                   check=True, timeout=300, cwd=tmp_path)
+    prefix = tmp_path / "prefix"
+    wheel = next((tmp_path / "dist").glob("rag_assistant-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--prefix", str(prefix), str(wheel)],
+                   check=True, timeout=300, cwd=tmp_path)
+    site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    probe = "import rag.prompts as p; print(p.__file__); print(p.prompts_dir()); print(p.render('system', 'zh')[:12])"
+    env = {key: value for key, value in os.environ.items() if key != "RAG_PROMPTS_DIR"}
+    result = subprocess.run([sys.executable, "-c", probe], env={**env, "PYTHONPATH": str(site)}, cwd=tmp_path,
+                            capture_output=True, text=True, check=True, timeout=60)
+    module, folder, system = result.stdout.splitlines()[:3]
+    assert module.startswith(str(site))
+    assert folder == str(prefix / "share" / "rag-assistant" / "prompts")
+    assert system and system in render("system", "zh")
