@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest.errors import CorruptFile, EmptyFile
+from ingest.loaders.attachments import attachment_sections
 from ingest.loaders.decoding import decode_text
 from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections
 from ingest.loaders.office import check_ooxml
@@ -99,7 +100,24 @@ def load_email(data: bytes, path: Path) -> list[Section]:
     if subject:
         for section in sections:
             section.heading = section.heading or subject
-    return sections
+    attached, names = attachment_sections(_email_attachments(data), subject or path.stem)
+    if names:
+        sections.append(Section(text="Attachments: " + ", ".join(names), heading=subject or path.stem))
+    return [*sections, *attached]
+
+
+def _email_attachments(data: bytes) -> list[tuple[str, bytes]]:
+    import email
+    from email import policy
+
+    message = email.message_from_bytes(data, policy=policy.default)
+    found: list[tuple[str, bytes]] = []
+    for part in message.iter_attachments():  # type: ignore[attr-defined]
+        name = part.get_filename()
+        payload = part.get_payload(decode=True)
+        if name and isinstance(payload, bytes):
+            found.append((name, payload))
+    return found
 
 
 def load_json(data: bytes, path: Path) -> list[Section]:

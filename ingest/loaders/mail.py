@@ -1,4 +1,4 @@
-"""Outlook .msg mails: body through unstructured (python-oxmsg), subject as heading, attachments named."""
+"""Outlook .msg mails: body through unstructured (python-oxmsg), subject as heading, attachments read."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from ingest.errors import CorruptFile
+from ingest.loaders.attachments import attachment_sections
 from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections
 from ingest.loaders.legacy import OLE_MAGIC
 from ingest.models import Section
@@ -27,7 +28,8 @@ def load_msg(data: bytes, path: Path) -> list[Section]:
     header = [f"Subject: {subject}"]
     if message.sender:
         header.append(f"From: {message.sender}")
-    names = [a.file_name for a in message.attachments if a.file_name]
+    attached, names = attachment_sections(
+        [(a.file_name, a.file_bytes or b"") for a in message.attachments if a.file_name], subject)
     if names:
         header.append("Attachments: " + ", ".join(names))
-    return [Section(text="\n".join(header), heading=subject), *sections]
+    return [Section(text="\n".join(header), heading=subject), *sections, *attached]
