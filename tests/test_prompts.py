@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
+import venv
 from pathlib import Path
 
 import pytest
@@ -139,16 +141,20 @@ def test_a_wheel_install_finds_its_prompt_templates(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
                    check=True, timeout=300, cwd=tmp_path)
-    prefix = tmp_path / "prefix"
+    # A separate venv: installing the wheel into this one would replace the project's editable install.
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=False)
+    python = target / "bin" / "python"
     wheel = next((tmp_path / "dist").glob("rag_assistant-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--prefix", str(prefix), str(wheel)],
+    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
                    check=True, timeout=300, cwd=tmp_path)
-    site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     probe = "import rag.prompts as p; print(p.__file__); print(p.prompts_dir()); print(p.render('system', 'zh')[:12])"
     env = {key: value for key, value in os.environ.items() if key != "RAG_PROMPTS_DIR"}
-    result = subprocess.run([sys.executable, "-c", probe], env={**env, "PYTHONPATH": str(site)}, cwd=tmp_path,
+    # The dependencies (jinja2, yaml) come from this environment; `rag` itself only from the new venv.
+    env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+    result = subprocess.run([str(python), "-c", probe], env=env, cwd=tmp_path,
                             capture_output=True, text=True, check=True, timeout=60)
     module, folder, system = result.stdout.splitlines()[:3]
-    assert module.startswith(str(site))
-    assert folder == str(prefix / "share" / "rag-assistant" / "prompts")
+    assert module.startswith(str(target))
+    assert folder == str(target / "share" / "rag-assistant" / "prompts")
     assert system and system in render("system", "zh")
