@@ -206,11 +206,13 @@ class Indexer:
         if result.error is not None or result.document is None:
             return self._failure(file, fmt, result.digest, result.size, result.error or "not parsed", report)
         document, chunks = result.document, result.chunks
-        if document.notes:
-            report.recovered.append({"path": file.source, "note": "; ".join(document.notes)})
+        note = "; ".join(document.notes) or None
+        if note:
+            report.recovered.append({"path": file.source, "note": note})
         staged = StagedDocument(
             doc_id=file.doc_id, source=file.source, path=str(file.path.resolve()), format=document.format,
             content_hash=result.digest, size=result.size, title=document.title, chunk_count=len(chunks),
+            note=note,
         )
         previous = known.get(file.doc_id)
         is_new = previous is None or previous.status != "indexed"

@@ -153,6 +153,9 @@ def test_upload_with_wait_answers_201_with_the_report(server: RunningServer) -> 
     assert response.json()["added"] == 2 and response.json()["kb"] == "waited"
     assert response.json()["recovered"] == [
         {"path": "saved-from-browser.doc", "note": "content is HTML, though the name says .doc"}]
+    documents = requests.get(f"{server.base_url}/api/kbs/waited/documents", timeout=30).json()["documents"]
+    notes = {doc["source"]: doc["note"] for doc in documents}
+    assert notes == {"w.txt": None, "saved-from-browser.doc": "content is HTML, though the name says .doc"}
 
 
 def test_traversal_filename_stays_inside_the_kb(server: RunningServer) -> None:

@@ -98,16 +98,26 @@ def test_a_runner_elsewhere_is_failed_only_once_its_heartbeat_goes_stale(tmp_pat
         runner.shutdown()
 
 
-def test_a_catalog_from_before_job_owners_gains_the_columns(tmp_path: Path) -> None:
+def test_a_catalog_from_an_older_version_gains_the_new_columns(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE kbs (name TEXT PRIMARY KEY, description TEXT NOT NULL DEFAULT '',"
+                   " generation INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL)")
+        db.execute("CREATE TABLE documents (kb TEXT NOT NULL REFERENCES kbs(name) ON DELETE CASCADE,"
+                   " doc_id TEXT NOT NULL, source TEXT NOT NULL, path TEXT, format TEXT NOT NULL DEFAULT '',"
+                   " content_hash TEXT, size INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL, error TEXT,"
+                   " chunks INTEGER NOT NULL DEFAULT 0, title TEXT, updated_at REAL NOT NULL, PRIMARY KEY (kb, doc_id))")
+        db.execute("INSERT INTO kbs(name, created_at) VALUES ('handbook', 0)")
+        db.execute("INSERT INTO documents(kb, doc_id, source, status, updated_at) VALUES"
+                   " ('handbook', 'd1', 'leave.md', 'indexed', 0)")
         db.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, kb TEXT, kind TEXT NOT NULL, status TEXT NOT NULL,"
                    " done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,"
                    " created_at REAL NOT NULL, started_at REAL, finished_at REAL)")
         db.execute("INSERT INTO jobs(job_id, kind, status, created_at) VALUES ('old', 'sync', 'running', 0)")
     catalog = Catalog(path)
+    assert [(doc.source, doc.note) for doc in catalog.documents("handbook")] == [("leave.md", None)]
     runner = JobRunner(catalog)
     assert runner.recover_interrupted() == 1  # no owner, no heartbeat: left by a version that did not record them
     assert catalog.job("old")["status"] == "failed"  # type: ignore[index]

@@ -156,6 +156,9 @@ def test_ingest_reports_what_it_recovered_and_search_finds_it(service, tmp_path:
     assert [Path(f["path"]).name for f in report.failed] == ["cut.pdf"]
     assert report.formats["doc"].indexed == 1 and report.formats["docx"].indexed == 1
     assert report.to_json()["recovered"] == report.recovered
+    stored = {doc.source: doc for doc in service.catalog.documents("drive")}
+    assert stored["minutes.doc"].note == recovered["minutes.doc"] and stored["fine.txt"].note is None
+    assert stored["cut.pdf"].status == "failed"
     hits = service.search("drive", "Wuhan warehouse inventory", top_k=3, mode="bm25")
     assert hits and hits[0].source.endswith("copy.docx")
 
@@ -174,13 +177,18 @@ def test_a_program_named_txt_is_still_refused_as_binary(tmp_path: Path) -> None:
         load_document(tmp_path / "notes.txt", "notes.txt", program)
 
 
-def test_upload_summary_in_the_ui_shows_how_a_file_was_recovered() -> None:
+def test_the_ui_shows_how_a_file_was_recovered() -> None:
     from rag.indexing import IngestReport
-    from webui.render import ingest_summary
+    from rag.store.catalog import DocumentInfo
+    from webui.render import document_rows, ingest_summary
 
     report = IngestReport(kb="drive", added=2, failed=[{"path": "cut.pdf", "error": "damaged PDF: EOF"}],
                           recovered=[{"path": "minutes.doc", "note": "content is PDF, though the name says .doc"}])
     summary = ingest_summary(report, ["minutes.doc", "cut.pdf", "fine.txt"], "en")
+    stored = DocumentInfo(doc_id="1", source="minutes.doc", status="indexed", chunks=3, error=None, format="pdf",
+                          content_hash=None, size=10, title=None, path=None, updated_at=0.0,
+                          note="content is PDF, though the name says .doc")
+    assert document_rows([stored], "en")[0][-1] == "⚠️ content is PDF, though the name says .doc"
     assert "- ⚠️ `minutes.doc` — content is PDF, though the name says .doc" in summary
     assert "- ❌ `cut.pdf` — damaged PDF: EOF" in summary and "- ✅ `fine.txt`" in summary
 

@@ -76,7 +76,7 @@ def document_rows(documents: Sequence[DocumentInfo], lang: str) -> list[list[Any
             doc.format,
             human_size(doc.size),
             local_time(doc.updated_at),
-            doc.error or "",
+            doc.error or (f"⚠️ {doc.note}" if doc.note else ""),
         ]
         for doc in sorted(documents, key=lambda d: d.source.lower())
     ]

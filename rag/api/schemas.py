@@ -58,6 +58,7 @@ class DocumentOut(BaseModel):
     size: int
     title: str | None
     updated_at: float
+    note: str | None = Field(default=None, description="how a misnamed or damaged file was read")
 
 
 class DocumentList(BaseModel):

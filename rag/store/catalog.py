@@ -43,6 +43,7 @@ class DocumentInfo:
     title: str | None
     path: str | None
     updated_at: float
+    note: str | None = None  # how a misnamed or damaged file was read
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class DocumentInfo:
             "size": self.size,
             "title": self.title,
             "updated_at": self.updated_at,
+            "note": self.note,
         }
 
 
@@ -83,6 +85,7 @@ class StagedDocument:
     title: str | None
     chunk_count: int
     error: str | None = None
+    note: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -99,6 +102,7 @@ class Catalog:
         schema = resources.files("rag.store").joinpath("schema.sql").read_text(encoding="utf-8")
         self.db.executescript(schema)
         self._add_missing_columns("jobs", {"owner": "TEXT", "heartbeat_at": "REAL"})
+        self._add_missing_columns("documents", {"note": "TEXT"})
 
     def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
         """Catalogs made by an older version gain the columns added since (SQLite has no ADD COLUMN IF NOT EXISTS)."""
@@ -205,6 +209,7 @@ class Catalog:
             title=row["title"],
             path=row["path"],
             updated_at=row["updated_at"],
+            note=row["note"],
         )
 
     def document_chunks(self, kb: str, doc_id: str) -> list[ChunkRow]:
@@ -256,9 +261,9 @@ class Catalog:
                     continue
                 db.execute(
                     "INSERT OR REPLACE INTO documents(kb, doc_id, source, path, format, content_hash, size, status, "
-                    "error, chunks, title, updated_at) VALUES (?,?,?,?,?,?,?,'indexed',NULL,?,?,?)",
+                    "error, chunks, title, updated_at, note) VALUES (?,?,?,?,?,?,?,'indexed',NULL,?,?,?,?)",
                     (kb, doc.doc_id, doc.source, doc.path, doc.format, doc.content_hash, doc.size,
-                     doc.chunk_count, doc.title, now),
+                     doc.chunk_count, doc.title, now, doc.note),
                 )
             for doc_id in deleted:
                 db.execute("DELETE FROM documents WHERE kb=? AND doc_id=?", (kb, doc_id))

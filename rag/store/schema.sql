@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS documents (
     chunks       INTEGER NOT NULL DEFAULT 0,
     title        TEXT,
     updated_at   REAL NOT NULL,
+    note         TEXT,                     -- how a misnamed or damaged file was read (salvage)
     PRIMARY KEY (kb, doc_id)
 );
 
