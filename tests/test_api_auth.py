@@ -118,11 +118,15 @@ def test_keys_never_reach_the_log(server: RunningServer) -> None:
         assert secret not in log  # ...without any key in it
 
 
-def test_ui_login_takes_an_api_key(server: RunningServer) -> None:
+def test_ui_login_takes_an_admin_api_key(server: RunningServer) -> None:
     base = server.base_url
     assert requests.get(f"{base}/ui/config", timeout=30).status_code == 401
     assert requests.post(f"{base}/ui/login", data={"username": "me", "password": "wrong"}, timeout=30).status_code == 400
+    # The UI offers every action to whoever is in, so narrower keys do not open it.
+    for role in ("reader", "writer", "alpha_reader"):
+        refused = requests.post(f"{base}/ui/login", data={"username": "me", "password": KEYS[role]}, timeout=30)
+        assert refused.status_code == 400, role
     session = requests.Session()
-    login = session.post(f"{base}/ui/login", data={"username": "me", "password": KEYS["reader"]}, timeout=30)
+    login = session.post(f"{base}/ui/login", data={"username": "me", "password": KEYS["admin"]}, timeout=30)
     assert login.status_code == 200
     assert session.get(f"{base}/ui/config", timeout=30).status_code == 200

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from rag.api import chat, documents, health, jobs, kbs, openai_compat, search
-from rag.api.auth import KeyRing
+from rag.api.auth import KeyRing, Principal, Role
 from rag.api.errors import install_error_handlers
 from rag.api.metrics import Metrics
 from rag.api.middleware import RequestContextMiddleware
@@ -82,9 +82,15 @@ def _mount_ui(app: FastAPI, service: RagService, jobs: JobRunner, keys: KeyRing)
         log.exception("the web UI failed to import; serving a placeholder at /ui")
         _placeholder_ui(app, f"The web UI failed to load: {type(exc).__name__}.")
         return
-    # With API keys on, the UI asks for one at a login page (any user name, the key as password).
-    auth = (lambda _user, password: keys.principal_for(password) is not None) if keys.enabled else None
+    # With API keys on, the UI asks for one at a login page (any user name, the key as password). The UI
+    # calls the service directly and offers every action (KBs, deletes, syncs of server folders), so
+    # only an admin key for all KBs opens it; reader and writer keys stay on the REST API's checks.
+    auth = (lambda _user, password: _opens_ui(keys.principal_for(password))) if keys.enabled else None
     mount_ui(app, service, jobs, path="/ui", auth=auth)
+
+
+def _opens_ui(principal: Principal | None) -> bool:
+    return principal is not None and principal.role is Role.admin and principal.kbs is None
 
 
 def _placeholder_ui(app: FastAPI, reason: str) -> None:
