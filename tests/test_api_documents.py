@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 from api_server import RunningServer, start_server, wait_for_job
+from office_files import docx_bytes
 
 MAX_FILE_MB = 0.25
 MAX_REQUEST_MB = 1.0
@@ -58,17 +59,6 @@ def assert_error(response: requests.Response, status: int, code: str | None = No
     return error  # type: ignore[no-any-return]
 
 
-def docx_bytes(text: str) -> bytes:
-    import docx
-
-    document = docx.Document()
-    document.add_heading("Quarterly report", level=1)
-    document.add_paragraph(text)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
-
 def test_kb_crud(server: RunningServer) -> None:
     created = create_kb(server, "crud-kb", "for the CRUD test")
     assert created.status_code == 201
@@ -101,7 +91,8 @@ def test_upload_several_formats_then_search_and_delete(server: RunningServer) ->
         ("page.html", b"<html><body><h1>Parking</h1><p>Visitors park in the blue zone behind "
                       b"building C.</p></body></html>"),
         ("prices.csv", b"product,price\nhoneycrisp apples,4.20\nsourdough bread,6.50\n"),
-        ("report.docx", docx_bytes("Revenue of the zeppelin division grew by 17 percent in the third quarter.")),
+        ("report.docx", docx_bytes(["Revenue of the zeppelin division grew by 17 percent in the third quarter."],
+                                   heading="Quarterly report")),
     ]
     response = upload(server, "formats", files)
     assert response.status_code == 202, response.text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from email.message import EmailMessage
 from pathlib import Path
@@ -11,19 +10,9 @@ from ingest.loaders import load_document
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cfb_writer import build_msg  # noqa: E402
+from office_files import docx_bytes  # noqa: E402
 
 CONTRACT_SENTENCE = "合同规定供应商在五月底前交付两百台服务器"
-
-
-def _docx(sentence: str) -> bytes:
-    import docx
-
-    document = docx.Document()
-    document.add_heading("Supply contract", level=1)
-    document.add_paragraph(sentence)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
 
 
 def _eml() -> bytes:
@@ -32,7 +21,7 @@ def _eml() -> bytes:
     message["From"] = "legal@example.com"
     message["To"] = "team@example.com"
     message.set_content("Hello team, the signed contract is attached.")
-    message.add_attachment(_docx(CONTRACT_SENTENCE), maintype="application",
+    message.add_attachment(docx_bytes([CONTRACT_SENTENCE], heading="Supply contract"), maintype="application",
                            subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
                            filename="contract.docx")
     message.add_attachment(b"item,price\nserver,4200\nswitch,900\n", maintype="text", subtype="csv",
@@ -59,7 +48,7 @@ def test_eml_attachments_are_read_under_the_mail_heading(tmp_path: Path) -> None
 
 def test_msg_attachments_are_read(tmp_path: Path) -> None:
     data = build_msg("Server order", "See the attached contract.", "buyer@example.com",
-                     {"contract.docx": _docx(CONTRACT_SENTENCE)})
+                     {"contract.docx": docx_bytes([CONTRACT_SENTENCE], heading="Supply contract")})
     document = load_document(tmp_path / "order.msg", "order.msg", data)
     text = "\n".join(section.text for section in document.sections)
     assert "Attachments: contract.docx" in text

@@ -13,6 +13,9 @@ import pytest
 from ingest.errors import CorruptFile, FileRejected
 from ingest.loaders import LoadLimits, load_document
 
+sys.path.insert(0, str(Path(__file__).parent))
+from office_files import docx_bytes  # noqa: E402
+
 PARAGRAPHS = [f"Paragraph {n}: the archive keeps record number {n * 7919} for the audit." for n in range(1, 121)]
 
 
@@ -25,23 +28,6 @@ def _pdf(sentence: str) -> bytes:
         pdf.add_page()
         pdf.multi_cell(0, 8, f"{sentence} (page {page + 1}). " * 8)
     return bytes(pdf.output())
-
-
-def _docx(paragraphs: list[str], table: list[list[str]] | None = None) -> bytes:
-    import docx
-
-    document = docx.Document()
-    document.add_heading("Audit archive", level=1)
-    for text in paragraphs:
-        document.add_paragraph(text)
-    if table:
-        grid = document.add_table(rows=len(table), cols=len(table[0]))
-        for r, row in enumerate(table):
-            for c, value in enumerate(row):
-                grid.cell(r, c).text = value
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
 
 
 def _with_member_last(data: bytes, name: str) -> tuple[bytes, int]:
@@ -84,7 +70,7 @@ def test_html_in_a_text_format_stays_that_format(tmp_path: Path) -> None:
 
 
 def test_docx_whose_central_directory_is_cut_off_is_rebuilt_with_its_table(tmp_path: Path) -> None:
-    data = _docx(PARAGRAPHS[:5], [["Office", "Phone"], ["Chengdu", "028-5550199"]])
+    data = docx_bytes(PARAGRAPHS[:5], table=[["Office", "Phone"], ["Chengdu", "028-5550199"]])
     cut = data[: data.rfind(b"PK\x01\x02") - 10]  # an interrupted copy: every part, no directory
     with pytest.raises(zipfile.BadZipFile):
         zipfile.ZipFile(io.BytesIO(cut))
@@ -97,7 +83,7 @@ def test_docx_whose_central_directory_is_cut_off_is_rebuilt_with_its_table(tmp_p
 
 
 def test_docx_cut_inside_its_text_keeps_the_paragraphs_before_the_cut(tmp_path: Path) -> None:
-    data, start = _with_member_last(_docx(PARAGRAPHS), "word/document.xml")
+    data, start = _with_member_last(docx_bytes(PARAGRAPHS), "word/document.xml")
     compressed = zipfile.ZipFile(io.BytesIO(data)).getinfo("word/document.xml").compress_size
     cut = data[: start + compressed // 2]
     text = _chunk_text(tmp_path / "half.docx", cut)
@@ -144,8 +130,8 @@ def test_ingest_reports_what_it_recovered_and_search_finds_it(service, tmp_path:
     folder = tmp_path / "drive"
     folder.mkdir()
     (folder / "minutes.doc").write_bytes(_pdf("The board approved the new canteen menu"))
-    docx_bytes = _docx(["The warehouse in Wuhan closes for inventory on 3 March."])
-    (folder / "copy.docx").write_bytes(docx_bytes[: docx_bytes.rfind(b"PK\x01\x02") - 10])
+    whole = docx_bytes(["The warehouse in Wuhan closes for inventory on 3 March."])
+    (folder / "copy.docx").write_bytes(whole[: whole.rfind(b"PK\x01\x02") - 10])
     (folder / "cut.pdf").write_bytes(_pdf("never indexed")[:900])
     (folder / "fine.txt").write_text("A file with nothing wrong in it.\n")
     service.create_kb("drive", "")
@@ -201,7 +187,7 @@ def test_a_text_file_that_mentions_the_pdf_header_stays_text(tmp_path: Path) -> 
 
 
 def test_docx_with_a_zeroed_block_in_its_text_keeps_the_paragraphs_before_it(tmp_path: Path) -> None:
-    data, start = _with_member_last(_docx(PARAGRAPHS), "word/document.xml")
+    data, start = _with_member_last(docx_bytes(PARAGRAPHS), "word/document.xml")
     info = zipfile.ZipFile(io.BytesIO(data)).getinfo("word/document.xml")
     bad = start + info.compress_size * 2 // 3
     damaged = data[:bad] + bytes(512) + data[bad + 512:]  # a bad disk block; the central directory survives

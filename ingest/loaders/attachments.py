@@ -30,8 +30,10 @@ def attachment_sections(attachments: list[tuple[str, bytes]], heading: str) -> t
         reason = None
         if index >= MAX_ATTACHMENTS:
             reason = f"not read: over {MAX_ATTACHMENTS} attachments"
-        elif path.suffix.lower() in _NOT_OPENED or not is_supported(path):
-            reason = None if path.suffix.lower() in _NOT_OPENED else "not read: unsupported type"
+        elif path.suffix.lower() in _NOT_OPENED:
+            pass  # named only
+        elif not is_supported(path):
+            reason = "not read: unsupported type"
         else:
             try:
                 limits = replace(active_limits(), timeout_s=max(1.0, seconds_left()))
