@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +92,18 @@ def kb_delete(name: str, yes: Annotated[bool, typer.Option("--yes", help="Confir
         raise RagError(f"refusing to delete '{name}' without --yes")
     service().delete_kb(name)
     out.print(f"deleted knowledge base [bold]{name}[/bold]")
+
+
+@kb_app.command("optimize")
+def kb_optimize(name: str, as_json: JsonFlag = False) -> None:
+    """Merge the KB's index segments into one, dropping deleted chunks (searches keep running)."""
+    started = time.perf_counter()
+    segments = service().optimize_kb(name)
+    seconds = round(time.perf_counter() - started, 3)
+    if as_json:
+        print_json({"kb": name, "segments": segments, "seconds": seconds})
+        return
+    out.print(f"optimized [bold]{name}[/bold]: {segments} segment(s) in {seconds} s")
 
 
 # -- ingest / sync --------------------------------------------------------------------------

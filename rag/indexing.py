@@ -17,9 +17,9 @@ from ingest.models import Chunk, ParsedDocument, content_hash
 from ingest.splitter import Splitter
 from rag.embed import EmbeddingRouter
 from rag.retrieve.tokenize import default_tokenizer
-from rag.store.bm25_index import BM25Params
+from rag.store.backend import IndexBackend, IndexWriter
 from rag.store.catalog import Catalog, StagedDocument
-from rag.store.writer import KBWriter
+from rag.types import IndexChunk
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -85,8 +85,7 @@ class Indexer:
         catalog: Catalog,
         router: EmbeddingRouter,
         splitter: Splitter,
-        kb_dir: Callable[[str], Path],
-        bm25: BM25Params,
+        backend: IndexBackend,
         max_file_bytes: int,
         commit_seconds: float = 30.0,
         embed_batch_chunks: int = 256,
@@ -95,15 +94,14 @@ class Indexer:
         self.catalog = catalog
         self.router = router
         self.splitter = splitter
-        self._kb_dir = kb_dir
-        self.bm25 = bm25
+        self.backend = backend
         self.max_file_bytes = max_file_bytes
         self.commit_seconds = commit_seconds
         self.embed_batch_chunks = embed_batch_chunks
         self.load_limits = load_limits or LoadLimits()
 
-    def writer(self, kb: str, wait: bool = True) -> KBWriter:
-        return KBWriter(self.catalog, kb, self._kb_dir(kb), self.router, self.bm25, wait=wait)
+    def writer(self, kb: str, wait: bool = True) -> IndexWriter:
+        return self.backend.writer(kb, wait=wait)
 
     def ingest(
         self,
@@ -238,12 +236,13 @@ class Indexer:
         )
         return _Pending(staged, [], is_new=False)
 
-    def _stage(self, writer: KBWriter, pending: list[_Pending], report: IngestReport) -> None:
+    def _stage(self, writer: IndexWriter, pending: list[_Pending], report: IngestReport) -> None:
         items = [(c.language, c.text_hash, c.index_text) for p in pending for c in p.chunks]
         self.router.ensure(self.catalog, items)
         for item in pending:
             rows = [
-                (c.ordinal, c.text, c.heading, c.page, c.language, c.text_hash, " ".join(default_tokenizer(c.index_text)))
+                IndexChunk(c.ordinal, c.text, c.heading, c.page, c.language, c.text_hash,
+                           default_tokenizer(c.index_text))
                 for c in item.chunks
             ]
             writer.stage(item.staged, rows)

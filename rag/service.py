@@ -15,12 +15,14 @@ from ingest.splitter import Splitter
 from rag.config import Settings
 from rag.embed import EmbeddingRouter
 from rag.errors import InvalidInput
+from rag.folders import FolderPolicy
 from rag.indexing import Indexer, IngestReport, ProgressCallback
 from rag.retrieve.rerank import Reranker, load_reranker
 from rag.retrieve.searcher import Mode, Searcher, SearchOptions
 from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo
-from rag.store.reader import SnapshotCache
+from rag.store.local import LocalBackend
+from rag.store.segment import DenseSettings
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -43,20 +45,27 @@ class RagService:
         settings.home.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(settings.catalog_path)
         emb = settings.embedding
-        self.router = EmbeddingRouter(emb.english, emb.chinese, emb.device, emb.batch_size)
-        self.snapshots = SnapshotCache(self.catalog, self.kb_dir)
+        self.router = EmbeddingRouter(emb.english, emb.chinese, emb.device, emb.batch_size,
+                                      emb.cross_language_model)
+        store = settings.store
+        self.index = LocalBackend(
+            self.catalog, self.kb_dir, self.router,
+            BM25Params(settings.retrieval.bm25_method, settings.retrieval.bm25_k1, settings.retrieval.bm25_b),
+            DenseSettings(store.dense_index, store.ann_min_rows, store.ivf_nprobe, store.hnsw_ef_search),
+            merge_factor=store.merge_factor, background_merge=store.background_merge, device=store.device,
+        )
         self.indexer = Indexer(
             self.catalog,
             self.router,
             Splitter(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
                      settings.chunking.chunk_tokens_zh),
-            self.kb_dir,
-            BM25Params(settings.retrieval.bm25_method, settings.retrieval.bm25_k1, settings.retrieval.bm25_b),
+            self.index,
             max_file_bytes=int(settings.server.max_file_mb * 1024 * 1024),
             commit_seconds=settings.ingest.commit_seconds,
             embed_batch_chunks=settings.ingest.embed_batch_chunks,
         )
         self._chat_model_lock = threading.Lock()
+        self.folders = FolderPolicy.create(settings.server.sync_roots, settings.home, settings.config)
 
     def kb_dir(self, kb: str) -> Path:
         return self.settings.kbs_dir / kb
@@ -75,7 +84,7 @@ class RagService:
         self.get_kb(name)
         with self.indexer.writer(name):
             self.catalog.delete_kb(name)
-        self.snapshots.forget(name)
+        self.index.forget(name)
         shutil.rmtree(self.kb_dir(name), ignore_errors=True)
 
     # -- documents ---------------------------------------------------------------------------
@@ -88,12 +97,23 @@ class RagService:
         return self.indexer.ingest(kb, files, progress=progress)
 
     def sync(self, kb: str, folder: Path, progress: ProgressCallback | None = None,
-             wait: bool = True) -> IngestReport:
-        """Mirror ``folder``; with ``wait=False`` raise WriterBusy rather than queue behind another writer."""
+             wait: bool = True, root: Path | None = None) -> IngestReport:
+        """Mirror ``folder``; with ``wait=False`` raise WriterBusy rather than queue behind another writer.
+
+        ``root``: a sync root the files must really lie in (symlinks out of it are skipped and reported).
+        RAG_HOME and the config file are skipped by every sync.
+        """
         self.get_kb(kb)
         if not folder.is_dir():
             raise InvalidInput(f"sync source is not a folder: {folder}")
-        return self.indexer.ingest(kb, discover([folder]), mirror=True, progress=progress, wait=wait)
+        files, skipped = self.folders.split(discover([folder]), root)
+        report = self.indexer.ingest(kb, files, mirror=True, progress=progress, wait=wait)
+        report.failed.extend(skipped)
+        return report
+
+    def check_sync_source(self, source: str) -> tuple[Path, Path]:
+        """For syncs asked over the API or the UI: the resolved folder and its sync root, or a refusal."""
+        return self.folders.check(source)
 
     def ingest_files(self, kb: str, files: list[tuple[Path, str]],
                      progress: ProgressCallback | None = None) -> IngestReport:
@@ -117,6 +137,11 @@ class RagService:
         self.get_document(kb, doc_id)
         self.indexer.delete_documents(kb, [doc_id])
 
+    def optimize_kb(self, name: str) -> int:
+        """Merge the KB's index segments into one (dropping deleted chunks); returns the segment count."""
+        self.get_kb(name)
+        return self.index.optimize(name)
+
     # -- retrieval ---------------------------------------------------------------------------
     @cached_property
     def reranker(self) -> Reranker | None:
@@ -125,7 +150,7 @@ class RagService:
 
     @cached_property
     def searcher(self) -> Searcher:
-        return Searcher(self.catalog, self.snapshots, self.router, self.settings.retrieval, self.reranker)
+        return Searcher(self.index, self.router, self.settings.retrieval, self.reranker)
 
     def search(
         self,

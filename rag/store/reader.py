@@ -1,14 +1,25 @@
-"""Readers hold the snapshot of the last committed generation and switch when a writer commits a new one."""
+"""Readers of the local segmented index: the segments of one committed generation, searched together.
+
+A refresh reads the catalog's generation and that generation's manifest (a few hundred bytes). Segments
+already loaded are kept; only new segments are loaded (memory-mapped) and only changed tombstone files
+are read, so a refresh after a small commit costs milliseconds whatever the size of the KB.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
 
 from rag.errors import RagError
-from rag.store.catalog import Catalog
-from rag.store.snapshot import Snapshot, load_snapshot
+from rag.store.bm25_index import BM25Params
+from rag.store.catalog import Catalog, ChunkRow
+from rag.store.manifest import KBFiles, Manifest, SegmentEntry
+from rag.store.segment import DenseSettings, EmbeddingSpace, Segment
 
 
 class IndexMissing(RagError):
@@ -16,34 +27,254 @@ class IndexMissing(RagError):
     http_status = 503
 
 
-class SnapshotCache:
-    def __init__(self, catalog: Catalog, kb_dir: Callable[[str], Path]) -> None:
+@dataclass(slots=True)
+class LiveSegment:
+    """A segment as one generation sees it: the segment plus its tombstones."""
+
+    segment: Segment
+    deletes: str | None
+    dead_rows: np.ndarray  # sorted rows of deleted chunks
+    deleted_df: np.ndarray | None  # per term of the segment's vocab: how many dead rows contain it
+    deleted_len: float
+    dead_positions: dict[EmbeddingSpace, np.ndarray]
+    selectors: dict[EmbeddingSpace, faiss.IDSelector]
+
+    @property
+    def live(self) -> int:
+        return len(self.segment) - len(self.dead_rows)
+
+    @classmethod
+    def open(cls, segment: Segment, entry: SegmentEntry, files: KBFiles) -> LiveSegment:
+        dead_ids = files.read_deletes(entry.deletes)
+        dead_rows = np.sort(segment.rows_of(dead_ids))
+        deleted_df = None
+        deleted_len = 0.0
+        positions: dict[EmbeddingSpace, np.ndarray] = {}
+        selectors: dict[EmbeddingSpace, faiss.IDSelector] = {}
+        if len(dead_rows):
+            deleted_df = np.bincount(segment.terms_of_rows(dead_rows), minlength=len(segment.vocab))
+            deleted_len = float(np.sum(segment.doc_len[dead_rows], dtype=np.float64))
+            for space, dense in segment.dense.items():
+                at = np.searchsorted(dense.rows, dead_rows)
+                inside = at < len(dense.rows)
+                at, rows = at[inside], dead_rows[inside]
+                at = at[np.asarray(dense.rows[at]) == rows]
+                positions[space] = at.astype(np.int64)
+                if dense.ann is not None and len(at):
+                    batch = faiss.IDSelectorBatch(len(at), faiss.swig_ptr(positions[space]))
+                    selector = faiss.IDSelectorNot(batch)
+                    selector.referenced = batch  # type: ignore[attr-defined]  # keep the batch alive
+                    selectors[space] = selector
+        return cls(segment, entry.deletes, dead_rows, deleted_df, deleted_len, positions, selectors)
+
+
+class LocalReader:
+    """The index of one KB at one committed generation."""
+
+    def __init__(self, generation: int, segments: list[LiveSegment], catalog: Catalog, kb: str,
+                 bm25: BM25Params, stamp: tuple[int, int, int] = (0, 0, 0)) -> None:
+        self.generation = generation
+        self.segments = segments
         self._catalog = catalog
-        self._kb_dir = kb_dir
-        self._snapshots: dict[str, Snapshot] = {}
+        self._kb = kb
+        self._bm25 = bm25
+        self.stamp = stamp
+        self._live = sum(s.live for s in segments)
+        total_len = sum(s.segment.total_len - s.deleted_len for s in segments)
+        self._avgdl = total_len / self._live if self._live else 1.0
+
+    # -- counts ------------------------------------------------------------------------------
+    def count(self) -> int:
+        return self._live
+
+    def spaces(self) -> list[EmbeddingSpace]:
+        found: dict[EmbeddingSpace, None] = {}
+        for live in self.segments:
+            for space, dense in live.segment.dense.items():
+                if len(dense):
+                    found.setdefault(space)
+        return list(found)
+
+    def chunk_ids(self) -> np.ndarray:
+        parts = [np.delete(np.asarray(s.segment.ids), s.dead_rows) for s in self.segments]
+        return np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+
+    def chunks(self, ids: list[int]) -> dict[int, ChunkRow]:
+        return self._catalog.chunks_by_id(self._kb, ids, self.generation)
+
+    # -- BM25 with KB-wide statistics ----------------------------------------------------------
+    def _idf(self, df: float) -> float:
+        n, method = self._live, self._bm25.method
+        if method == "robertson":
+            return float(np.log((n - df + 0.5) / (df + 0.5)))
+        if method == "atire":
+            return float(np.log(n / df))
+        if method == "bm25l":
+            return float(np.log((n + 1) / (df + 0.5)))
+        if method == "bm25+":
+            return float(np.log((n + 1) / df))
+        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))  # lucene
+
+    def _tf_part(self, tf: np.ndarray, length: np.ndarray) -> np.ndarray:
+        k1, b, method = self._bm25.k1, self._bm25.b, self._bm25.method
+        norm = 1 - b + b * length / self._avgdl
+        if method == "atire":
+            return tf * (k1 + 1) / (tf + k1 * norm)
+        if method == "bm25l":
+            c = tf / norm + 0.5
+            return (k1 + 1) * c / (k1 + c)
+        if method == "bm25+":
+            return (k1 + 1) * tf / (k1 * norm + tf) + 0.5
+        return tf / (tf + k1 * norm)  # lucene and robertson (bm25s leaves out the constant k1 + 1)
+
+    def bm25_top_k(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, BM25 scores), best first, scored as one index over all live chunks would be."""
+        known = [t for t in tokens if any(t in s.segment.term_ids for s in self.segments)]
+        if not known or not self._live:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        df: dict[str, float] = {}
+        for token in set(known):
+            total = 0
+            for live in self.segments:
+                term = live.segment.term_ids.get(token)
+                if term is not None:
+                    total += int(live.segment.df[term])
+                    if live.deleted_df is not None:
+                        total -= int(live.deleted_df[term])
+            df[token] = float(total)
+        idf = {token: self._idf(value) for token, value in df.items() if value > 0}
+        found_ids, found_scores = [], []
+        for live in self.segments:
+            segment = live.segment
+            scores: np.ndarray | None = None
+            for token in known:
+                term = segment.term_ids.get(token)
+                if term is None or token not in idf:
+                    continue
+                start, end = int(segment.post_ptr[term]), int(segment.post_ptr[term + 1])
+                rows = np.asarray(segment.post_rows[start:end])
+                tf = np.asarray(segment.post_tf[start:end], dtype=np.float32)
+                if scores is None:
+                    scores = np.zeros(len(segment), dtype=np.float32)
+                scores[rows] += np.float32(idf[token]) * self._tf_part(tf, segment.doc_len[rows])
+            if scores is None:
+                continue
+            if len(live.dead_rows):
+                scores[live.dead_rows] = 0.0
+            candidates = np.flatnonzero(scores > 0)
+            if len(candidates) > k:
+                candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+            found_ids.append(np.asarray(segment.ids[candidates]))
+            found_scores.append(scores[candidates])
+        return _best(found_ids, found_scores, k)
+
+    # -- dense ---------------------------------------------------------------------------------
+    def dense_top_k(self, space: EmbeddingSpace, query: np.ndarray, k: int,
+                    document_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, scores) in one embedding space, best first.
+
+        A score is the chunk's cosine similarity to the query; with ``document_weight`` w > 0 it is
+        (1 - w) × that + w × the similarity of the chunk's document vector, still within [-1, 1].
+        """
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        found_ids, found_scores = [], []
+        blend = document_weight > 0
+        for live in self.segments:
+            dense = live.segment.dense.get(space)
+            if dense is None or not len(dense):
+                continue
+            # Blending reorders the candidates, so look a little deeper than k before cutting.
+            depth = 2 * k if blend else k
+            positions, scores = dense.search(query, depth, live.dead_positions.get(space),
+                                             live.selectors.get(space))
+            rows = np.asarray(dense.rows[positions]).astype(np.int64)
+            if blend and len(rows):
+                documents = np.asarray(live.segment.doc_of_row[rows])
+                scores = (1 - document_weight) * scores + document_weight * (dense.docvec[documents] @ query)
+            found_ids.append(np.asarray(live.segment.ids[rows]))
+            found_scores.append(np.asarray(scores, dtype=np.float32))
+        return _best(found_ids, found_scores, k)
+
+
+def _best(ids: list[np.ndarray], scores: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    if not ids:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    all_ids, all_scores = np.concatenate(ids).astype(np.int64), np.concatenate(scores).astype(np.float32)
+    order = np.lexsort((all_ids, -all_scores))[:k]  # best first; equal scores by chunk id
+    return all_ids[order], all_scores[order]
+
+
+class ReaderCache:
+    """Per KB, the reader of the committed generation; refreshes load only what changed."""
+
+    def __init__(self, catalog: Catalog, kb_files: Callable[[str], KBFiles], bm25: BM25Params,
+                 dense: DenseSettings, rebuild: Callable[[str], None], gpu: object | None = None) -> None:
+        self._catalog = catalog
+        self._files = kb_files
+        self._bm25 = bm25
+        self._dense = dense
+        self._rebuild = rebuild
+        self._gpu = gpu
+        self._readers: dict[str, LocalReader] = {}
+        self._segments: dict[tuple[str, str], Segment] = {}
         self._lock = threading.Lock()
 
-    def get(self, kb: str) -> Snapshot:
-        for _ in range(5):
+    def get(self, kb: str) -> LocalReader:
+        rebuilt = False
+        for _ in range(8):
             generation = self._catalog.generation(kb)
-            cached = self._snapshots.get(kb)
-            if cached is not None and cached.generation == generation:
-                return cached
             if generation == 0:
-                snapshot: Snapshot | None = Snapshot.empty()
-            else:
-                try:
-                    snapshot = load_snapshot(self._kb_dir(kb), generation)
-                except (OSError, RuntimeError, ValueError):
-                    # A writer removed this (now superseded) generation while we loaded it: FAISS raises
-                    # RuntimeError, numpy/json ValueError or OSError for vanished files. Read the generation again.
-                    snapshot = None
-            if snapshot is not None:
-                with self._lock:
-                    self._snapshots[kb] = snapshot
-                return snapshot
+                return LocalReader(0, [], self._catalog, kb, self._bm25)
+            files = self._files(kb)
+            path = files.manifest_path(generation)
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                if self._catalog.generation(kb) != generation:
+                    continue  # a commit moved on while we looked
+                if rebuilt:
+                    break
+                # An index written by an older version (or lost): the catalog is the source of truth.
+                self._rebuild(kb)
+                rebuilt = True
+                continue
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+            cached = self._readers.get(kb)
+            if cached is not None and cached.generation == generation and cached.stamp == stamp:
+                return cached
+            manifest = files.read(generation)
+            if manifest is None:
+                continue
+            try:
+                reader = self._load(kb, files, manifest, stamp, cached)
+            except (OSError, RuntimeError, ValueError):
+                # A merge replaced these segments while we loaded them: read the manifest again.
+                continue
+            with self._lock:
+                self._readers[kb] = reader
+                names = {(kb, s.segment.name) for s in reader.segments}
+                for key in [key for key in self._segments if key[0] == kb and key not in names]:
+                    del self._segments[key]
+            return reader
         raise IndexMissing(f"the index of knowledge base '{kb}' is missing; any `rag sync` or `rag ingest` of it rebuilds it")
+
+    def _load(self, kb: str, files: KBFiles, manifest: Manifest, stamp: tuple[int, int, int],
+              previous: LocalReader | None) -> LocalReader:
+        known = {(s.segment.name, s.deletes): s for s in previous.segments} if previous else {}
+        segments = []
+        for entry in manifest.segments:
+            live = known.get((entry.name, entry.deletes))
+            if live is None:
+                segment = self._segments.get((kb, entry.name))
+                if segment is None:
+                    segment = Segment(files.segments / entry.name, self._dense, self._gpu)
+                    self._segments[(kb, entry.name)] = segment
+                live = LiveSegment.open(segment, entry, files)
+            segments.append(live)
+        return LocalReader(manifest.generation, segments, self._catalog, kb, self._bm25, stamp)
 
     def forget(self, kb: str) -> None:
         with self._lock:
-            self._snapshots.pop(kb, None)
+            self._readers.pop(kb, None)
+            for key in [key for key in self._segments if key[0] == kb]:
+                del self._segments[key]

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (kb, doc_id);
 CREATE INDEX IF NOT EXISTS chunks_by_gen ON chunks (kb, added_gen, deleted_gen);
+-- Commits purge and recovery resets tombstoned rows: without this each scanned the whole KB.
+CREATE INDEX IF NOT EXISTS chunks_tombstoned ON chunks (kb, deleted_gen) WHERE deleted_gen IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS embeddings (
     model     TEXT NOT NULL,

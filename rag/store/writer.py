@@ -1,21 +1,28 @@
 """The single writer of a KB: stages documents, then commits them as a new generation.
 
-One writer per KB at a time, across threads and processes (a file lock). Opening a writer first
-undoes whatever an interrupted writer staged, so a ``kill -9`` leaves the last committed state.
+One writer per KB at a time, across threads and processes (a file lock). Opening a writer first undoes
+whatever an interrupted writer staged, so a ``kill -9`` leaves the last committed state.
+
+A commit costs in proportion to what it changes: it writes one new segment holding only the chunks
+staged since the last commit, one tombstone file per older segment that lost chunks, and a manifest;
+no other segment is read or rewritten. Then the catalog's generation flips.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.embed import EmbeddingRouter
 from rag.errors import RagError
-from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, StagedDocument
-from rag.store.snapshot import build_snapshot, remove_stale, snapshot_dir
+from rag.store.manifest import KBFiles, Manifest, SegmentEntry
+from rag.store.segment import DenseSettings, EmbeddingSpace, SegmentData, write_segment
+from rag.types import IndexChunk
 
 
 class WriterBusy(RagError):
@@ -23,6 +30,7 @@ class WriterBusy(RagError):
 
     code = "kb_busy"
     http_status = 409
+
 
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
@@ -33,26 +41,38 @@ def _thread_lock(key: str) -> threading.Lock:
         return _thread_locks.setdefault(key, threading.Lock())
 
 
+@dataclass(slots=True)
+class _StagedRows:
+    ids: list[int] = field(default_factory=list)
+    doc_ids: list[str] = field(default_factory=list)
+    chunks: list[IndexChunk] = field(default_factory=list)
+
+
 class KBWriter:
     def __init__(
         self,
         catalog: Catalog,
         kb: str,
-        kb_dir: Path,
+        files: KBFiles,
         router: EmbeddingRouter,
-        bm25: BM25Params,
+        dense: DenseSettings,
         wait: bool = True,
+        on_commit: Callable[[str], None] | None = None,
     ) -> None:
         self.catalog = catalog
-        self._wait = wait
         self.kb = kb
-        self.kb_dir = kb_dir
+        self.files = files
+        self.kb_dir = files.root
         self._router = router
-        self._bm25 = bm25
-        self._file_lock = FileLock(str(kb_dir / "write.lock"))
-        self._thread_lock = _thread_lock(str(kb_dir.resolve()))
+        self._dense = dense
+        self._wait = wait
+        self._on_commit = on_commit
+        self._file_lock = FileLock(str(files.root / "write.lock"))
+        self._thread_lock = _thread_lock(str(files.root.resolve()))
         self._staged: list[StagedDocument] = []
         self._deleted: list[str] = []
+        self._rows = _StagedRows()
+        self._dead: list[int] = []
         self.generation = 0
 
     def __enter__(self) -> KBWriter:
@@ -79,11 +99,23 @@ class KBWriter:
     def _open(self) -> None:
         self.catalog.recover(self.kb)
         committed = self.catalog.generation(self.kb)
-        remove_stale(self.kb_dir, committed - 1, committed)
-        if committed > 0 and not (snapshot_dir(self.kb_dir, committed) / "manifest.json").exists():
-            # The committed snapshot is gone (deleted by hand, lost disk): the catalog is the source of truth.
-            build_snapshot(self.catalog, self.kb, committed, self.kb_dir, self._router, self._bm25)
+        self.files.ensure()
+        with self.files.manifest_lock.hold():
+            for generation in self.files.generations():
+                if generation > committed:  # published by a writer killed before the catalog flipped
+                    self.files.manifest_path(generation).unlink(missing_ok=True)
+            self._clean(committed)
+            if committed > 0 and self.files.read(committed) is None:
+                # No index for the committed generation (written by an older version, or lost): the
+                # catalog is the source of truth.
+                self._rebuild(committed)
         self.generation = committed + 1
+
+    def _clean(self, committed: int) -> None:
+        """Drop what no kept manifest names; skipped while a merge (which owns unpublished files) runs."""
+        with self.files.merge_lock.hold(wait=False) as free:
+            if free:
+                self.files.remove_unreferenced(committed - 1, committed)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
@@ -97,24 +129,108 @@ class KBWriter:
     def pending(self) -> int:
         return len(self._staged) + len(self._deleted)
 
-    def stage(self, document: StagedDocument, chunks: list[tuple[object, ...]]) -> None:
-        """Stage a new version of a document (or its failure). Chunk tuples as in Catalog.stage_chunks."""
+    def stage(self, document: StagedDocument, chunks: list[IndexChunk]) -> None:
+        """Stage a new version of a document (or its failure): invisible until ``commit``."""
         if not document.failed:
-            self.catalog.stage_tombstones(self.kb, self.generation, [document.doc_id])
-            self.catalog.stage_chunks(self.kb, self.generation, document.doc_id, chunks)
+            self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [document.doc_id]))
+            ids = self.catalog.stage_chunks(self.kb, self.generation, document.doc_id, chunks)
+            self._rows.ids.extend(ids)
+            self._rows.doc_ids.extend([document.doc_id] * len(ids))
+            self._rows.chunks.extend(chunks)
         self._staged.append(document)
 
     def delete(self, doc_id: str) -> None:
-        self.catalog.stage_tombstones(self.kb, self.generation, [doc_id])
+        self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [doc_id]))
         self._deleted.append(doc_id)
 
     def commit(self) -> int:
         """Publish everything staged as one generation; returns the generation now visible."""
         if not self.pending:
             return self.generation - 1
-        build_snapshot(self.catalog, self.kb, self.generation, self.kb_dir, self._router, self._bm25)
-        self.catalog.commit(self.kb, self.generation, self._staged, self._deleted)
-        remove_stale(self.kb_dir, self.generation - 1, self.generation)
-        self._staged, self._deleted = [], []
+        generation = self.generation
+        data = segment_data(self.kb, self._rows.ids, self._rows.doc_ids, self._rows.chunks, self.catalog, self._router)
+        with self.files.manifest_lock.hold():
+            current = self.files.read(generation - 1) or Manifest(generation - 1)
+            manifest = with_deletes(self.files, current, np.asarray(self._dead, dtype=np.int64), generation)
+            if len(data.ids):
+                name = self.files.new_segment_name(generation)
+                write_segment(self.files.segments / name, data, self._dense)
+                manifest.segments.append(SegmentEntry(name, len(data.ids)))
+            self.files.publish(manifest)
+        self.catalog.commit(self.kb, generation, self._staged, self._deleted)
+        with self.files.manifest_lock.hold():
+            self._clean(generation)
+        self._staged, self._deleted, self._rows, self._dead = [], [], _StagedRows(), []
         self.generation += 1
-        return self.generation - 1
+        if self._on_commit is not None:
+            self._on_commit(self.kb)
+        return generation
+
+    def _rebuild(self, generation: int) -> None:
+        ids: list[int] = []
+        doc_ids: list[str] = []
+        chunks: list[IndexChunk] = []
+        for row in self.catalog.visible_chunks(self.kb, generation):
+            ids.append(row["id"])
+            doc_ids.append(row["doc_id"])
+            chunks.append(IndexChunk(0, "", None, None, row["language"], row["text_hash"],
+                                     row["tokens"].split(" ") if row["tokens"] else []))
+        manifest = Manifest(generation)
+        if ids:
+            data = segment_data(self.kb, ids, doc_ids, chunks, self.catalog, self._router)
+            name = self.files.new_segment_name(generation)
+            write_segment(self.files.segments / name, data, self._dense)
+            manifest.segments.append(SegmentEntry(name, len(ids)))
+        self.files.publish(manifest)
+
+
+def with_deletes(files: KBFiles, manifest: Manifest, dead: np.ndarray, generation: int) -> Manifest:
+    """``manifest`` as of ``generation``: the chunk ids ``dead`` tombstoned in whichever segment holds them."""
+    entries = []
+    for entry in manifest.segments:
+        if len(dead):
+            ids = np.load(files.segments / entry.name / "ids.npy", mmap_mode="r")
+            at = np.minimum(np.searchsorted(ids, dead), max(len(ids) - 1, 0))
+            found = dead[np.asarray(ids[at]) == dead] if len(ids) else dead[:0]
+            if len(found):
+                merged = np.union1d(files.read_deletes(entry.deletes), found)
+                entry = SegmentEntry(entry.name, entry.rows, files.write_deletes(entry.name, generation, merged),
+                                     len(merged))
+        if entry.live > 0:
+            entries.append(entry)
+    return Manifest(generation, entries)
+
+
+def segment_data(kb: str, ids: list[int], doc_ids: list[str], chunks: list[IndexChunk], catalog: Catalog,
+                 router: EmbeddingRouter) -> SegmentData:
+    """A segment's contents: tokens, document rows and, per embedding space, vectors from the cache."""
+    order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+    ids_sorted = np.asarray(ids, dtype=np.int64)[order]
+    documents: dict[str, int] = {}
+    doc_of_row = np.fromiter((documents.setdefault(doc_ids[i], len(documents)) for i in order),
+                             dtype=np.int32, count=len(order))
+    chunks = [chunks[i] for i in order]
+    by_space: dict[EmbeddingSpace, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        for model in router.models_for_language(chunk.language):
+            by_space.setdefault(EmbeddingSpace(model, chunk.language), []).append(row)
+    vectors: dict[EmbeddingSpace, tuple[np.ndarray, np.ndarray]] = {}
+    for space, rows in by_space.items():
+        vectors[space] = (np.asarray(rows, dtype=np.int32), _vectors(kb, space.model, [chunks[r] for r in rows],
+                                                                     catalog, router))
+    return SegmentData(ids_sorted, doc_of_row, tokens=[c.tokens for c in chunks], vectors=vectors)
+
+
+def _vectors(kb: str, model: str, chunks: list[IndexChunk], catalog: Catalog,
+             router: EmbeddingRouter) -> np.ndarray:
+    given = [c.vectors.get(model) for c in chunks]
+    wanted = list({c.text_hash for c, v in zip(chunks, given, strict=True) if v is None})
+    cached = catalog.cached_embeddings(model, wanted) if wanted else {}
+    missing = set(wanted) - cached.keys()
+    if missing:  # the embedding models were changed in the settings since these chunks were written
+        router.ensure(catalog, catalog.chunk_texts_by_hash(kb, missing))
+        cached = catalog.cached_embeddings(model, wanted)
+    if not chunks:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.stack([v if v is not None else cached[c.text_hash]
+                     for c, v in zip(chunks, given, strict=True)]).astype(np.float32)

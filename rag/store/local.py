@@ -1,0 +1,110 @@
+"""The local index backend: segments on disk beside the SQLite catalog (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+
+from rag.embed import EmbeddingRouter
+from rag.errors import ConfigError
+from rag.store.bm25_index import BM25Params
+from rag.store.catalog import Catalog
+from rag.store.manifest import KBFiles
+from rag.store.merge import merge
+from rag.store.reader import LocalReader, ReaderCache
+from rag.store.segment import DenseSettings
+from rag.store.writer import KBWriter
+
+log = logging.getLogger(__name__)
+
+
+def gpu_resources(device: str) -> object | None:
+    """FAISS GPU resources for ``device == "cuda"``; a ConfigError when this FAISS build or machine has no GPU."""
+    if device != "cuda":
+        return None
+    if not hasattr(faiss, "StandardGpuResources"):
+        raise ConfigError("store.device is 'cuda' but the installed FAISS has no GPU support: "
+                          "install the gpu extra (pip install 'rag-assistant[gpu]') or set store.device: cpu")
+    if faiss.get_num_gpus() < 1:
+        raise ConfigError("store.device is 'cuda' but FAISS finds no GPU on this machine: set store.device: cpu")
+    return faiss.StandardGpuResources()
+
+
+class LocalBackend:
+    """IndexBackend over ``kbs/<kb>/`` folders of immutable segments, tombstones and manifests."""
+
+    def __init__(self, catalog: Catalog, kb_dir: Callable[[str], Path], router: EmbeddingRouter,
+                 bm25: BM25Params, dense: DenseSettings | None = None, merge_factor: int = 10,
+                 background_merge: bool = True, device: str = "cpu") -> None:
+        self.catalog = catalog
+        self._kb_dir = kb_dir
+        self.router = router
+        self.bm25 = bm25
+        self.dense = dense or DenseSettings()
+        self.merge_factor = merge_factor
+        self.background_merge = background_merge
+        self._gpu = gpu_resources(device)
+        self._files: dict[str, KBFiles] = {}
+        self._files_lock = threading.Lock()
+        self._merging: set[str] = set()
+        self._merging_lock = threading.Lock()
+        self.readers = ReaderCache(catalog, self.files, bm25, self.dense, self._rebuild, self._gpu)
+
+    def files(self, kb: str) -> KBFiles:
+        with self._files_lock:
+            found = self._files.get(kb)
+            if found is None:
+                found = self._files[kb] = KBFiles(self._kb_dir(kb))
+            return found
+
+    # -- IndexBackend ------------------------------------------------------------------------------
+    def writer(self, kb: str, wait: bool = True) -> KBWriter:
+        on_commit = self._schedule_merge if self.background_merge else None
+        return KBWriter(self.catalog, kb, self.files(kb), self.router, self.dense, wait=wait, on_commit=on_commit)
+
+    def reader(self, kb: str) -> LocalReader:
+        return self.readers.get(kb)
+
+    def optimize(self, kb: str) -> int:
+        """Merge all of the KB's segments into one, dropping deleted chunks. Returns the segments now."""
+        self.catalog.generation(kb)  # KBNotFound for an unknown KB
+        files = self.files(kb)
+        if not files.root.exists() or not files.generations():
+            return 0
+        merge(files, self.dense, self.merge_factor, force=True)
+        latest = files.latest()
+        return len(latest.segments) if latest else 0
+
+    def merge(self, kb: str) -> int:
+        """Run the tiered merge policy now (what the background thread does after a commit)."""
+        return merge(self.files(kb), self.dense, self.merge_factor)
+
+    def forget(self, kb: str) -> None:
+        self.readers.forget(kb)
+        with self._files_lock:
+            self._files.pop(kb, None)
+
+    # -- internals --------------------------------------------------------------------------------
+    def _rebuild(self, kb: str) -> None:
+        with self.writer(kb):  # opening a writer rebuilds a missing committed index from the catalog
+            pass
+
+    def _schedule_merge(self, kb: str) -> None:
+        with self._merging_lock:
+            if kb in self._merging:
+                return
+            self._merging.add(kb)
+        threading.Thread(target=self._merge_in_background, args=(kb,), name=f"rag-merge-{kb}", daemon=True).start()
+
+    def _merge_in_background(self, kb: str) -> None:
+        try:
+            self.merge(kb)
+        except Exception:  # a failed merge leaves the segments as they were; the next commit tries again
+            log.exception("background merge of knowledge base %r failed", kb)
+        finally:
+            with self._merging_lock:
+                self._merging.discard(kb)

@@ -1,0 +1,282 @@
+"""One immutable index segment: the chunks of one commit (or of one merge), BM25 postings and dense vectors.
+
+A segment folder ``segments/seg-<N>/`` holds, with rows in ascending chunk-id order:
+
+- ``ids.npy`` (int64), ``doc_len.npy`` (float32, BM25 tokens per chunk), ``doc_of_row.npy`` (int32, the row
+  of the chunk's document in every ``docvec.npy``);
+- BM25 term frequencies twice, as sparse arrays: by term (``post_ptr``, ``post_rows``, ``post_tf``: what a
+  query reads) and by row (``row_ptr``, ``row_terms``: which terms a deleted chunk takes out of the KB-wide
+  document frequencies), and ``vocab.json`` (term id → term);
+- per embedding space ``dense-<space>/``: ``vectors.npy`` (float32, L2-normalised), ``docvec.npy`` (the
+  normalised mean vector of each document's chunks) and, for large segments, ``ann.faiss`` (IVF or HNSW).
+
+Everything is written under ``seg-<N>.tmp``, fsynced and renamed; after that nothing in it ever changes.
+Deletes are not in the segment: the manifest names a tombstone file of chunk ids per segment.
+Loading memory-maps the arrays (``np.load(mmap_mode="r")``) and the FAISS index (``IO_FLAG_MMAP``), so
+processes on one machine share the page cache and a loaded segment costs little private memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import faiss
+import numpy as np
+
+DenseKind = Literal["auto", "flat", "hnsw", "ivf"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSpace:
+    """Vectors of one embedding model over chunks of one language (e.g. minilm over English chunks)."""
+
+    model: str
+    language: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}@{self.language}"
+
+    @property
+    def folder(self) -> str:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in self.model)
+        return f"dense-{safe}@{self.language}"
+
+    @classmethod
+    def parse(cls, key: str) -> EmbeddingSpace:
+        model, _, language = key.rpartition("@")
+        return cls(model, language)
+
+
+@dataclass(frozen=True, slots=True)
+class DenseSettings:
+    """How a segment's dense vectors are indexed. ``auto``: exact below ``ann_min_rows``, IVF above."""
+
+    kind: DenseKind = "auto"
+    ann_min_rows: int = 50_000
+    ivf_nprobe: int = 32
+    hnsw_ef_search: int = 128
+
+    def ann_kind(self, rows: int) -> Literal["flat", "hnsw", "ivf"]:
+        if self.kind == "auto":
+            return "ivf" if rows >= self.ann_min_rows else "flat"
+        return self.kind
+
+
+@dataclass(slots=True)
+class SegmentData:
+    """What a segment is built from: rows already in ascending chunk-id order."""
+
+    ids: np.ndarray  # int64
+    doc_of_row: np.ndarray  # int32, a document's rows share a value; values 0..documents-1
+    tokens: list[list[str]] | None = None  # BM25 tokens per row (or the postings below, from a merge)
+    postings: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    vectors: dict[EmbeddingSpace, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # space → (rows that have a vector in this space, ascending; their vectors)
+
+
+def write_segment(folder: Path, data: SegmentData, dense: DenseSettings) -> None:
+    """Write a segment under ``folder``.tmp, fsync every file, rename it into place, fsync the parent."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = len(data.ids)
+    if data.postings is not None:
+        vocab, terms, row_of, tf, doc_len = data.postings
+    else:
+        assert data.tokens is not None
+        vocab, terms, row_of, tf, doc_len = _postings_from_tokens(data.tokens)
+    _save(tmp / "ids.npy", np.asarray(data.ids, dtype=np.int64))
+    _save(tmp / "doc_of_row.npy", np.asarray(data.doc_of_row, dtype=np.int32))
+    _save(tmp / "doc_len.npy", np.asarray(doc_len, dtype=np.float32))
+    # By term: the postings a query reads. By row: the terms a tombstoned chunk takes out of the df.
+    by_term = np.lexsort((row_of, terms))
+    _save(tmp / "post_ptr.npy", _pointers(terms, len(vocab)))
+    _save(tmp / "post_rows.npy", row_of[by_term].astype(np.int32))
+    _save(tmp / "post_tf.npy", tf[by_term].astype(np.uint16))
+    by_row = np.lexsort((terms, row_of))
+    _save(tmp / "row_ptr.npy", _pointers(row_of, rows))
+    _save(tmp / "row_terms.npy", terms[by_row].astype(np.int32))
+    (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    documents = int(data.doc_of_row.max()) + 1 if rows else 0
+    meta: dict[str, object] = {"rows": rows, "documents": documents, "dense": {}}
+    for space, (space_rows, vectors) in data.vectors.items():
+        sub = tmp / space.folder
+        sub.mkdir()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        _save(sub / "rows.npy", np.asarray(space_rows, dtype=np.int32))
+        _save(sub / "vectors.npy", vectors)
+        _save(sub / "docvec.npy", _document_vectors(data.doc_of_row[space_rows], vectors, documents))
+        kind = dense.ann_kind(len(space_rows))
+        if kind != "flat" and len(space_rows):
+            faiss.write_index(_build_ann(kind, vectors), str(sub / "ann.faiss"))
+        meta["dense"][space.key] = {"folder": space.folder, "kind": kind if len(space_rows) else "flat",  # type: ignore[index]
+                                    "rows": len(space_rows), "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0}
+    (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    for path in tmp.rglob("*"):
+        fsync_path(path)
+    fsync_path(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    fsync_path(folder.parent)
+
+
+def _postings_from_tokens(
+    token_lists: list[list[str]],
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(vocab, term id, row, tf, doc_len): one triple per distinct (row, term)."""
+    vocab: dict[str, int] = {}
+    terms: list[int] = []
+    rows: list[int] = []
+    counts: list[int] = []
+    doc_len = np.zeros(len(token_lists), dtype=np.float32)
+    for row, tokens in enumerate(token_lists):
+        doc_len[row] = len(tokens)
+        tf: dict[int, int] = {}
+        for token in tokens:
+            term = vocab.setdefault(token, len(vocab))
+            tf[term] = tf.get(term, 0) + 1
+        terms.extend(tf)
+        counts.extend(tf.values())
+        rows.extend([row] * len(tf))
+    return (list(vocab), np.asarray(terms, dtype=np.int64), np.asarray(rows, dtype=np.int64),
+            np.minimum(np.asarray(counts, dtype=np.int64), 65535), doc_len)
+
+
+def _pointers(keys: np.ndarray, size: int) -> np.ndarray:
+    pointers = np.zeros(size + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=size), out=pointers[1:])
+    return pointers
+
+
+def _document_vectors(doc_rows: np.ndarray, vectors: np.ndarray, documents: int) -> np.ndarray:
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    sums = np.zeros((documents, dim), dtype=np.float32)
+    if len(doc_rows):
+        np.add.at(sums, doc_rows, vectors)
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return sums
+
+
+def _build_ann(kind: str, vectors: np.ndarray) -> faiss.Index:
+    n, dim = vectors.shape
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
+        index.add(vectors)
+        return index
+    # IVF: about 4·√n lists, trained on a sample (k-means needs ~40 points per list, not all of them).
+    nlist = max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = vectors
+    if n > nlist * 64:
+        sample = vectors[np.sort(np.random.default_rng(0).choice(n, nlist * 64, replace=False))]
+    index.train(np.ascontiguousarray(sample))
+    for start in range(0, n, 100_000):
+        index.add(vectors[start : start + 100_000])
+    return index
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    np.save(path, array, allow_pickle=False)
+
+
+def fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class DenseSpace:
+    """A segment's vectors of one embedding space, searched exactly or through its ANN index."""
+
+    def __init__(self, folder: Path, kind: str, settings: DenseSettings, gpu: object | None = None) -> None:
+        self.rows = np.load(folder / "rows.npy", mmap_mode="r")
+        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        self.docvec = np.load(folder / "docvec.npy", mmap_mode="r")
+        self.kind = kind
+        self._settings = settings
+        self.ann: faiss.Index | None = None
+        if kind != "flat":
+            self.ann = faiss.read_index(str(folder / "ann.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            if gpu is not None and kind == "ivf":
+                self.ann = faiss.index_cpu_to_gpu(gpu, 0, self.ann)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def search(self, query: np.ndarray, k: int, dead_positions: np.ndarray | None,
+               selector: faiss.IDSelector | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (positions in this space, cosine scores) among live positions, best first."""
+        n = len(self.rows)
+        k = min(k, n)
+        if k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        if self.ann is None:
+            scores = np.asarray(self.vectors @ query, dtype=np.float32)
+            if dead_positions is not None and len(dead_positions):
+                scores[dead_positions] = -np.inf
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            top = top[np.isfinite(scores[top])]
+            return top.astype(np.int64), scores[top]
+        params: faiss.SearchParameters
+        if self.kind == "ivf":
+            params = faiss.SearchParametersIVF(nprobe=self._settings.ivf_nprobe)
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(self._settings.hnsw_ef_search, k))
+        if selector is not None:
+            params.sel = selector
+        scores, positions = self.ann.search(query.reshape(1, -1), k, params=params)
+        keep = positions[0] >= 0
+        return positions[0][keep].astype(np.int64), scores[0][keep]
+
+
+class Segment:
+    """A loaded (memory-mapped) segment; immutable, shared by every reader that lists it."""
+
+    def __init__(self, folder: Path, dense: DenseSettings, gpu: object | None = None) -> None:
+        self.name = folder.name
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        self.ids = np.load(folder / "ids.npy", mmap_mode="r")
+        self.doc_of_row = np.load(folder / "doc_of_row.npy", mmap_mode="r")
+        self.doc_len = np.load(folder / "doc_len.npy", mmap_mode="r")
+        self.post_ptr = np.load(folder / "post_ptr.npy", mmap_mode="r")
+        self.post_rows = np.load(folder / "post_rows.npy", mmap_mode="r")
+        self.post_tf = np.load(folder / "post_tf.npy", mmap_mode="r")
+        self.row_ptr = np.load(folder / "row_ptr.npy", mmap_mode="r")
+        self.row_terms = np.load(folder / "row_terms.npy", mmap_mode="r")
+        vocab: list[str] = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        self.vocab = vocab
+        self.term_ids = {term: i for i, term in enumerate(vocab)}
+        self.df = np.diff(self.post_ptr)
+        self.total_len = float(np.sum(self.doc_len, dtype=np.float64))
+        self.documents = int(meta["documents"])
+        self.dense = {EmbeddingSpace.parse(key): DenseSpace(folder / info["folder"], info["kind"], dense, gpu)
+                      for key, info in meta["dense"].items()}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows_of(self, chunk_ids: np.ndarray) -> np.ndarray:
+        """Rows of those ``chunk_ids`` that are in this segment."""
+        if not len(self.ids) or not len(chunk_ids):
+            return np.empty(0, dtype=np.int64)
+        positions = np.searchsorted(self.ids, chunk_ids)
+        positions = np.minimum(positions, len(self.ids) - 1)
+        return positions[self.ids[positions] == chunk_ids].astype(np.int64)
+
+    def terms_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The distinct term ids of each row in ``rows``, concatenated."""
+        if not len(rows):
+            return np.empty(0, dtype=np.int64)
+        parts = [self.row_terms[self.row_ptr[r] : self.row_ptr[r + 1]] for r in rows]
+        return np.concatenate(parts).astype(np.int64)
