@@ -1,0 +1,1 @@
+"""Adapters for other ecosystems (LangChain); each imports its framework only when used."""
