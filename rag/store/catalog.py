@@ -253,6 +253,8 @@ class Catalog:
         marked: list[int] = []
         with self._tx() as db:
             for doc_id in doc_ids:
+                # A version staged earlier in this same generation is simply replaced.
+                db.execute("DELETE FROM chunks WHERE kb=? AND doc_id=? AND added_gen=?", (kb, doc_id, generation))
                 rows = db.execute(
                     "SELECT id FROM chunks WHERE kb=? AND doc_id=? AND added_gen<? AND deleted_gen IS NULL",
                     (kb, doc_id, generation),

@@ -69,8 +69,10 @@ def _merge_once(files: KBFiles, dense: DenseSettings, generation: int, chosen: l
         names = {entry.name for entry in chosen}
         current = {entry.name: entry for entry in latest.segments if entry.name in names}
         # Chunks deleted while we merged: they are in the new segment, so they become its tombstones.
-        later = [np.setdiff1d(files.read_deletes(current[e.name].deletes), start)
-                 for e, start in zip(chosen, dead_at_start, strict=True) if e.name in current]
+        # A segment gone from the manifest lost all its chunks meanwhile (a commit drops empty segments).
+        later = [np.setdiff1d(files.read_deletes(current[e.name].deletes) if e.name in current
+                              else np.asarray(segment.ids), start)
+                 for e, segment, start in zip(chosen, segments, dead_at_start, strict=True)]
         dead = np.unique(np.concatenate(later)) if later else np.empty(0, dtype=np.int64)
         replaced: list[SegmentEntry] = []
         placed = False

