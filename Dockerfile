@@ -31,6 +31,13 @@ RUN pip install -e . \
     && python -c "import torch, sys; sys.exit('CUDA torch in the image' if torch.version.cuda else 0)" \
     && rag models prepare
 
+# Run as an unprivileged user: a parser exploited by a hostile file gets no root in the container.
+RUN useradd --system --uid 10001 --home-dir /data/rag --shell /usr/sbin/nologin rag \
+    && mkdir -p /data/rag \
+    && chown -R rag:rag /data/rag \
+    && chmod -R a+rX /opt/rag-cache /app
+USER rag
+
 VOLUME ["/data/rag"]
 EXPOSE 8000
 CMD ["rag", "serve", "--host", "0.0.0.0"]

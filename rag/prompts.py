@@ -20,7 +20,7 @@ import yaml
 from rag.errors import ConfigError
 
 Language = Literal["zh", "en"]
-TEMPLATE_NAMES = ("system", "answer", "condense", "no_context", "evidence")
+TEMPLATE_NAMES = ("system", "answer", "condense", "no_context", "evidence", "example_question", "example_answer", "fallback")
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
@@ -80,7 +80,27 @@ def transcript(history: str | list[Any], max_chars: int = 600) -> str:
     return "\n".join(lines)
 
 
+class _AttributeSafe:
+    """A source as the templates see it, its ``source`` and ``page`` made safe inside ``from="…"``:
+    a file name with a quote or a line break cannot close the attribute and write its own."""
+
+    def __init__(self, item: Any) -> None:
+        self._item = item
+
+    def __getattr__(self, name: str) -> Any:
+        item = self.__dict__["_item"]
+        try:
+            value = item[name] if isinstance(item, dict) else getattr(item, name)
+        except KeyError:
+            raise AttributeError(name) from None
+        if name in ("source", "page") and value is not None:
+            return " ".join(str(value).split()).replace('"', "&quot;")
+        return value
+
+
 def render(name: str, lang: str, **variables: Any) -> str:
+    if isinstance(variables.get("sources"), list):
+        variables["sources"] = [_AttributeSafe(item) for item in variables["sources"]]
     template = _templates(str(prompts_dir()), _language(lang)).get(name)
     if template is None:
         raise ConfigError(f"unknown prompt template {name!r}; expected one of {', '.join(TEMPLATE_NAMES)}")

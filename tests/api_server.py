@@ -54,12 +54,17 @@ class RunningServer:
         raise TimeoutError(f"server not ready after {timeout}s: {body}")
 
 
-def start_server(home: Path, env: dict[str, str] | None = None, timeout: float = 120) -> RunningServer:
+def start_server(home: Path, env: dict[str, str] | None = None, timeout: float = 120,
+                 config: Path | None = None, log_dir: Path | None = None) -> RunningServer:
+    """``config``: a YAML settings file (RAG_CONFIG); otherwise the caller's RAG_CONFIG is not passed on.
+    ``log_dir``: where the server's log goes (default: beside ``home``)."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
-    log_path = home.parent / f"server-{port}.log"
+    log_path = (log_dir or home.parent) / f"server-{port}.log"
     environment = {**os.environ, "RAG_HOME": str(home), "HF_HUB_OFFLINE": "1", **(env or {})}
     environment.pop("RAG_CONFIG", None)
+    if config is not None:
+        environment["RAG_CONFIG"] = str(config)
     rag = Path(sys.executable).with_name("rag")
     with log_path.open("wb") as log:
         process = subprocess.Popen([str(rag), "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -20,7 +20,8 @@ MAX_REQUEST_MB = 1.0
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("api-docs") / "home"
     running = start_server(home, {"RAG_SERVER__MAX_FILE_MB": str(MAX_FILE_MB),
-                                  "RAG_SERVER__MAX_REQUEST_MB": str(MAX_REQUEST_MB)})
+                                  "RAG_SERVER__MAX_REQUEST_MB": str(MAX_REQUEST_MB),
+                                  "RAG_SERVER__SYNC_ROOTS": json.dumps([str(home.parent / "shares")])})
     yield running
     running.stop()
 
@@ -199,9 +200,9 @@ def test_concurrent_uploads_to_one_kb_all_land(server: RunningServer) -> None:
     assert search(server, "busy", "kiwi2x1", top_k=1)[0]["source"] == "batch2-1.txt"
 
 
-def test_sync_mirrors_a_folder(server: RunningServer, tmp_path: Path) -> None:
+def test_sync_mirrors_a_folder(server: RunningServer) -> None:
     assert create_kb(server, "synced").status_code == 201
-    folder = tmp_path / "share"
+    folder = server.home.parent / "shares" / "share"  # inside the server's sync root
     (folder / "sub").mkdir(parents=True)
     (folder / "a.txt").write_text("Alpacas are shorn in late spring.", encoding="utf-8")
     (folder / "sub" / "b.md").write_text("# Bees\n\nThe hives are inspected weekly.", encoding="utf-8")
@@ -216,9 +217,9 @@ def test_sync_mirrors_a_folder(server: RunningServer, tmp_path: Path) -> None:
     assert result["deleted"] == 1 and result["unchanged"] == 1
     assert [d["source"] for d in requests.get(f"{server.base_url}/api/kbs/synced/documents", timeout=30).json()[
         "documents"]] == ["sub/b.md"]
-    missing = requests.post(f"{server.base_url}/api/kbs/synced/sync", json={"source": str(tmp_path / "nope")},
+    missing = requests.post(f"{server.base_url}/api/kbs/synced/sync", json={"source": str(folder.parent / "nope")},
                             timeout=30)
-    assert "not a folder" in assert_error(missing, 422, "invalid_input")["message"]
+    assert "not a folder inside server.sync_roots" in assert_error(missing, 403, "forbidden")["message"]
 
 
 def test_not_found_and_validation_errors(server: RunningServer) -> None:

@@ -14,7 +14,7 @@ from rag.errors import RagError
 from rag.llm.base import ChatMessage
 from rag.service import RagService
 from webui.i18n import Relabeler, t
-from webui.render import assistant_message
+from webui.render import assistant_message, plain_markdown
 from webui.settings_panel import SettingsDefaults, base_generation_params, build_settings_panel, chat_options
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def add_question(
     conversation = list(conversation or [])
     question = (question or "").strip()
     if question:
-        conversation.append({"role": "user", "content": question, "display": question})
+        conversation.append({"role": "user", "content": question, "display": plain_markdown(question)})
     return "", conversation, chatbot_value(conversation)
 
 
@@ -66,7 +66,7 @@ def stream_reply(
         for event in stream_answer(service, kb, model_history(conversation[:-1]), options):
             if event.kind == "token":
                 pieces.append(event.text)
-                reply["display"] = "".join(pieces)
+                reply["display"] = plain_markdown("".join(pieces))
                 yield chatbot_value(conversation), conversation
             elif event.kind == "done" and event.answer is not None:
                 answer = event.answer
@@ -74,11 +74,11 @@ def stream_reply(
                 reply["display"] = assistant_message(answer.answer, answer.citations, answer.grounded, lang)
     except RagError as exc:
         conversation[-2]["content"] = ""  # a question that got no answer is not history for follow-ups
-        reply["display"] = f"⚠️ **{t(lang, 'error')}:** {exc.message}"
+        reply["display"] = f"⚠️ **{t(lang, 'error')}:** {plain_markdown(exc.message)}"
     except Exception as exc:  # the chat must show a reason, never hang on a traceback
         log.exception("answering failed")
         conversation[-2]["content"] = ""
-        reply["display"] = f"⚠️ **{t(lang, 'error')}:** {type(exc).__name__}: {exc}"
+        reply["display"] = f"⚠️ **{t(lang, 'error')}:** {plain_markdown(f'{type(exc).__name__}: {exc}')}"
     yield chatbot_value(conversation), conversation
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,14 @@ from webui.i18n import Relabeler, t
 from webui.render import document_headers, document_rows, ingest_summary, job_headers, job_rows
 
 log = logging.getLogger(__name__)
+# The same audit log as the REST API's writes (rag.api.audit); the UI's only users hold an admin key
+# (or sit on loopback without keys), named "ui".
+audit_log = logging.getLogger("rag.audit")
+
+
+def audit(action: str, kb: str, **details: Any) -> None:
+    extra = "".join(f" {name}={json.dumps(str(value), ensure_ascii=False)}" for name, value in details.items())
+    audit_log.info("action=%s key=ui kb=%s outcome=ok%s", action, json.dumps(kb, ensure_ascii=False), extra)
 
 JOB_POLL_SECONDS = 1.5
 
@@ -66,6 +75,7 @@ class DocumentViews:
             progress((done, total), desc=f"{t(lang, 'indexing')}: {current}")
 
         report = self.service.ingest(kb, paths, progress=report_progress)
+        audit("documents.upload", kb, files=len(paths), added=report.added, failed=len(report.failed))
         return ingest_summary(report, [p.name for p in paths], lang)
 
     def delete_document(self, kb: str | None, doc_id: str | None, lang: str) -> str:
@@ -75,10 +85,12 @@ class DocumentViews:
             raise InvalidInput(t(lang, "choose_doc"))
         source = self.service.get_document(kb, doc_id).source
         self.service.delete_document(kb, doc_id)
+        audit("document.delete", kb, doc_id=doc_id)
         return "🗑️ " + t(lang, "deleted", source=f"`{source}`")
 
     def create_kb(self, name: str, description: str, lang: str) -> str:
         info = self.service.create_kb((name or "").strip(), (description or "").strip())
+        audit("kb.create", info.name)
         return "✅ " + t(lang, "created", name=f"`{info.name}`")
 
     def delete_kb(self, kb: str | None, confirmation: str, lang: str) -> str:
@@ -87,20 +99,21 @@ class DocumentViews:
         if (confirmation or "").strip() != kb:
             raise InvalidInput(t(lang, "confirm_mismatch", name=kb))
         self.service.delete_kb(kb)
+        audit("kb.delete", kb)
         return "🗑️ " + t(lang, "kb_deleted", name=f"`{kb}`")
 
     def start_sync(self, kb: str | None, folder: str, lang: str) -> str:
         if not kb:
             raise InvalidInput(t(lang, "no_kb"))
-        source = Path((folder or "").strip()).expanduser()
-        if not folder or not source.is_dir():
-            raise InvalidInput(f"sync source is not a folder on the server: {folder or '(empty)'}")
         self.service.get_kb(kb)
+        # Only inside server.sync_roots, as over the API; one refusal whether or not the folder exists.
+        source, root = self.service.check_sync_source((folder or "").strip())
 
         def work(progress: Callable[[int, int, str], None]) -> dict[str, Any]:
-            return self.service.sync(kb, source, progress=progress).to_json()
+            return self.service.sync(kb, source, progress=progress, root=root).to_json()
 
         job_id = self.jobs.submit("sync", kb, work)
+        audit("sync", kb, source=source, job_id=job_id)
         return "🔄 " + t(lang, "sync_started", job_id=job_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -11,6 +12,17 @@ from rag.indexing import IngestReport
 from rag.store.catalog import DocumentInfo
 from rag.types import Citation
 from webui.i18n import status_text, t
+
+# Markdown's syntax characters: escaped, the model's text renders as the characters it wrote, never as an
+# image (which the reader's browser would fetch: a channel for text an injected document made it repeat),
+# a link (":" too, against autolinks) or raw HTML. Citations stay "[1]" text; the sources below are our own escaped HTML.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&:])")
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` as Markdown that shows exactly these characters: no images, links, HTML or formatting."""
+    return _MARKDOWN_SYNTAX.sub(lambda m: html.escape(m.group(1)) if m.group(1) in "<>&" else "\\" + m.group(1), text)
+
 
 SNIPPET_STYLE = "margin:6px 0 2px 0;padding:6px 10px;border-left:3px solid #9ca3af;white-space:normal"
 
@@ -46,7 +58,7 @@ def not_covered_html(lang: str) -> str:
 def assistant_message(text: str, citations: Sequence[Citation], grounded: bool, lang: str) -> str:
     """The assistant's turn as shown in the chat: the answer, then its sources or the not-covered notice."""
     footer = sources_html(citations, lang) if grounded and citations else not_covered_html(lang)
-    return f"{text.strip()}\n\n{footer}"
+    return f"{plain_markdown(text.strip())}\n\n{footer}"
 
 
 def human_size(size: int) -> str:

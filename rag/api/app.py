@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from rag.api import chat, documents, health, jobs, kbs, openai_compat, search
+from rag.api import chat, dify, documents, health, jobs, kbs, openai_compat, search
 from rag.api.auth import KeyRing, Principal, Role
 from rag.api.errors import install_error_handlers
+from rag.api.guard import GuardMiddleware
 from rag.api.metrics import Metrics
 from rag.api.middleware import RequestContextMiddleware
 from rag.api.schemas import ErrorResponse
@@ -19,6 +20,7 @@ from rag.api.state import ApiState, Readiness
 from rag.api.uploads import UploadStore
 from rag.config import Settings
 from rag.jobs import JobRunner
+from rag.mcp_server import McpEndpoint
 from rag.scheduler import SyncScheduler
 from rag.service import RagService
 
@@ -32,12 +34,13 @@ _UI_MISSING = """<!doctype html><html><head><meta charset="utf-8"><title>RAG ass
 
 def create_app(settings: Settings, service: RagService | None = None) -> FastAPI:
     service = service or RagService(settings)
-    keys = KeyRing.parse(settings.api_keys.get_secret_value() if settings.api_keys else None)
+    keys = KeyRing.parse(settings.api_keys.get_secret_value() if settings.api_keys is not None else None)
     state = ApiState(settings=settings, service=service, jobs=JobRunner(service.catalog), keys=keys,
                      metrics=Metrics(), readiness=Readiness(), uploads=UploadStore(settings.home / "uploads"))
     # Built here so that a bad `sources` entry stops start-up with its message.
     scheduler = (SyncScheduler(service, state.jobs)
                  if settings.server.run_schedules and settings.sources else None)
+    mcp = McpEndpoint(service, keys)  # /mcp: the KBs as MCP tools (docs/integrations.md)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -47,7 +50,8 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
         state.readiness.start(service)
         if scheduler is not None:
             scheduler.start()
-        yield
+        async with mcp.running():
+            yield
         if scheduler is not None:
             scheduler.shutdown()
         state.jobs.shutdown(wait=False)
@@ -63,9 +67,14 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.state.api = state
     install_error_handlers(app)
     max_body = int(settings.server.max_request_mb * 1024 * 1024)
+    server = settings.server
+    # Added first, so it runs inside the request context: its 400s and 429s carry a request id.
+    app.add_middleware(GuardMiddleware, keys=keys, allowed_hosts=server.allowed_hosts, rate_limit=server.rate_limit,
+                       login_rate_limit=server.login_rate_limit, ui_path="/ui")
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, max_body_bytes=max_body)
-    for module in (health, kbs, documents, search, chat, jobs, openai_compat):
+    for module in (health, kbs, documents, search, chat, jobs, openai_compat, dify):
         app.include_router(module.router)
+    app.add_route("/mcp", mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     _mount_ui(app, service, state.jobs, keys)
     return app
 

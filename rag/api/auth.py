@@ -1,12 +1,16 @@
-"""API keys: ``KEY:role[:kb1,kb2]`` entries separated by ``;`` (``RAG_API_KEYS`` or the config file).
+"""API keys: ``KEY:role[:KBS[:LABEL]]`` entries separated by ``;`` (``RAG_API_KEYS`` or the config file).
 
-Off when no keys are defined. Roles are ordered reader < writer < admin; a key may be limited to
-some KBs. Keys are compared in constant time and never logged (only a key's position in the list is).
+Off only when no key list is set at all; a list that is set but holds no valid key (``""``, ``";"``) or a
+malformed entry is a configuration error, never "auth off". Roles are ordered reader < writer < admin;
+a key may be limited to some KBs (``KBS``: comma-separated, empty for all). ``LABEL`` names the key in
+the audit log (else its position, ``key#2``). Keys are compared in constant time and never logged, and
+configuration errors name an entry's position, never its text.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -19,8 +23,8 @@ from rag.errors import ConfigError, Forbidden, Unauthorized
 
 class Role(IntEnum):
     reader = 1  # search, chat, list and get
-    writer = 2  # + upload, delete documents, sync
-    admin = 3  # + create and delete KBs
+    writer = 2  # + upload and delete documents
+    admin = 3  # + create and delete KBs, sync server folders (inside server.sync_roots)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,8 @@ class Principal:
 
 ANONYMOUS_ADMIN = Principal("anonymous", Role.admin)
 
+_LABEL = re.compile(r"^[\w.@-]{1,64}$")
+
 
 @dataclass(frozen=True, slots=True)
 class _Key:
@@ -60,21 +66,25 @@ class KeyRing:
 
     @classmethod
     def parse(cls, spec: str | None) -> KeyRing:
+        """``None``: no keys (keyless local mode). Anything else must hold at least one valid entry."""
+        if spec is None:
+            return cls([])
         keys: list[_Key] = []
-        for position, entry in enumerate((spec or "").split(";"), start=1):
+        names: set[str] = set()
+        for position, entry in enumerate(spec.split(";"), start=1):
             entry = entry.strip()
             if not entry:
-                continue
-            parts = entry.split(":")
-            if len(parts) not in (2, 3) or not parts[0]:
-                raise ConfigError(f"api_keys entry {position} must look like KEY:role or KEY:role:kb1,kb2")
-            secret, role_name = parts[0], parts[1].strip()
-            if role_name not in Role.__members__:
-                raise ConfigError(f"api_keys entry {position}: unknown role '{role_name}' (reader, writer, admin)")
-            kbs = None
-            if len(parts) == 3:
-                kbs = frozenset(kb.strip() for kb in parts[2].split(",") if kb.strip())
-            keys.append(_Key(secret.encode(), Principal(f"key#{position}", Role[role_name], kbs)))
+                continue  # a trailing ";" is harmless; a list with no key at all is refused below
+            key = _parse_entry(entry, position)
+            if any(hmac.compare_digest(key.secret, other.secret) for other in keys):
+                raise ConfigError(f"api_keys entry {position} repeats the key of an earlier entry")
+            if key.principal.name in names:
+                raise ConfigError(f"api_keys entry {position} repeats the label of an earlier entry")
+            names.add(key.principal.name)
+            keys.append(key)
+        if not keys:
+            raise ConfigError("api_keys is set but holds no key: give KEY:role entries separated by ';', "
+                              "or unset it for the keyless local mode")
         return cls(keys)
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -86,12 +96,38 @@ class KeyRing:
         return self.principal_for(token.strip()) or _raise_invalid()
 
     def principal_for(self, token: str) -> Principal | None:
-        given = token.encode()
+        given = token.encode("utf-8", "surrogateescape")
         found = None
         for key in self._keys:  # check every key, so timing does not reveal which one matched
             if hmac.compare_digest(key.secret, given):
                 found = key.principal
         return found
+
+    def principal_of_header(self, authorization: str | None) -> Principal | None:
+        """The key's principal if the header carries a valid one (rate limiting), else None; never raises."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if not self.enabled or scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.principal_for(token.strip())
+
+
+def _parse_entry(entry: str, position: int) -> _Key:
+    parts = [part.strip() for part in entry.split(":")]
+    if not 2 <= len(parts) <= 4 or not parts[0]:
+        raise ConfigError(f"api_keys entry {position} must look like KEY:role[:KBS[:LABEL]] "
+                          "(role: reader, writer or admin)")
+    secret, role_name = parts[0], parts[1]
+    if role_name not in Role.__members__:
+        raise ConfigError(f"api_keys entry {position}: the role must be reader, writer or admin")
+    kbs = None
+    if len(parts) >= 3 and parts[2]:
+        kbs = frozenset(kb.strip() for kb in parts[2].split(",") if kb.strip())
+    name = f"key#{position}"
+    if len(parts) == 4 and parts[3]:
+        if not _LABEL.fullmatch(parts[3]):
+            raise ConfigError(f"api_keys entry {position}: a label is 1-64 letters, digits, '_', '.', '@' or '-'")
+        name = parts[3]
+    return _Key(secret.encode(), Principal(name, Role[role_name], kbs))
 
 
 def _raise_invalid() -> Principal:
@@ -112,6 +148,7 @@ def requires(role: Role) -> Callable[[Request], Principal]:
 
     def dependency(request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Principal:
         principal = authenticate(request)
+        request.state.principal = principal  # the audit log names who asked, allowed or not
         principal.check(role, request.path_params.get("kb"))
         return principal
 

@@ -13,8 +13,9 @@ from fastapi.responses import StreamingResponse
 
 from rag.api.answers import citations_out, params_from
 from rag.api.auth import Principal, Role, requires
+from rag.api.bounds import check_conversation
 from rag.api.errors import request_id_of
-from rag.api.schemas import ChatRequest, ChatResponse, EvidenceOut, HitOut
+from rag.api.schemas import ChatRequest, ChatResponse, EvidenceOut, HitOut, KBName
 from rag.api.state import ApiState, api_state
 from rag.api.streaming import SSE_HEADERS, ThreadedIterator, sse
 from rag.chat import ChatEvent, ChatOptions, answer_question, stream_answer
@@ -35,9 +36,10 @@ _SSE_DOC = {
 
 
 @router.post("/chat", response_model=ChatResponse, responses=_SSE_DOC)
-async def chat(kb: str, body: ChatRequest, request: Request, state: ApiState = Depends(api_state),
+async def chat(kb: KBName, body: ChatRequest, request: Request, state: ApiState = Depends(api_state),
                _: Principal = Depends(requires(Role.reader))) -> Any:
     service = state.service
+    check_conversation([message.content for message in body.messages], state.settings.server)
     options = ChatOptions(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
                           params=params_from(service, body), condense=body.condense,
                           evidence_quotes=body.evidence_quotes)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 
+from rag.api.audit import record
 from rag.api.auth import Principal, Role, requires
-from rag.api.schemas import KBCreate, KBDeleted, KBList, KBOut
+from rag.api.schemas import KBCreate, KBDeleted, KBList, KBName, KBOut
 from rag.api.state import ApiState, api_state
 from rag.store.catalog import KBInfo
 
@@ -23,19 +24,20 @@ def list_kbs(state: ApiState = Depends(api_state), who: Principal = Depends(requ
 
 
 @router.post("", response_model=KBOut, status_code=status.HTTP_201_CREATED)
-def create_kb(body: KBCreate, state: ApiState = Depends(api_state),
+def create_kb(body: KBCreate, request: Request, state: ApiState = Depends(api_state),
               who: Principal = Depends(requires(Role.admin))) -> KBOut:
+    record(request, kb=body.name)
     who.check(Role.admin, body.name)
     return kb_out(state.service.create_kb(body.name, body.description))
 
 
 @router.get("/{kb}", response_model=KBOut)
-def get_kb(kb: str, state: ApiState = Depends(api_state), _: Principal = Depends(requires(Role.reader))) -> KBOut:
+def get_kb(kb: KBName, state: ApiState = Depends(api_state), _: Principal = Depends(requires(Role.reader))) -> KBOut:
     return kb_out(state.service.get_kb(kb))
 
 
 @router.delete("/{kb}", response_model=KBDeleted)
-def delete_kb(kb: str, state: ApiState = Depends(api_state),
+def delete_kb(kb: KBName, state: ApiState = Depends(api_state),
               _: Principal = Depends(requires(Role.admin))) -> KBDeleted:
     state.service.delete_kb(kb)
     state.uploads.remove_kb(kb)

@@ -1,4 +1,8 @@
-"""One ASGI middleware around every request: request id, body size limit, fault catching, metrics."""
+"""One ASGI middleware around every request: request id, body size limit, fault catching, metrics, audit.
+
+The body limit holds for a declared Content-Length (refused before reading) and for a chunked body
+(refused as soon as the bytes read pass the limit): both answer 413, whatever the route was doing.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.api.audit import audit_request
 from rag.api.errors import REQUEST_ID_HEADER, error_body
 from rag.api.metrics import Metrics
 from rag.errors import PayloadTooLarge
@@ -43,8 +48,22 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        too_large = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if too_large and not response_started:
+                # The body passed the limit while the route read it; whatever the route answers
+                # (a parse error, usually), the client gets the 413.
+                response_started = True
+                await self._send_error(send_with_id_raw, 413, "payload_too_large", self._too_large_message(),
+                                       request_id)
+                return
+            if too_large:
+                return  # the rest of the route's answer is dropped
+            await send_with_id_raw(message)
+
+        async def send_with_id_raw(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -58,11 +77,12 @@ class RequestContextMiddleware:
         received = 0
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    too_large = True
                     raise PayloadTooLarge(self._too_large_message())
             return message
 
@@ -76,13 +96,19 @@ class RequestContextMiddleware:
             else:
                 await self.app(scope, limited_receive, send_with_id)
         except Exception:
-            log.exception("request %s %s %s failed", request_id, scope.get("method"), scope.get("path"))
-            if not response_started:
-                await self._send_error(send_with_id, 500, "internal_error",
-                                       f"internal server error (request id {request_id})", request_id)
+            if too_large:
+                if not response_started:
+                    await self._send_error(send_with_id_raw, 413, "payload_too_large", self._too_large_message(),
+                                           request_id)
+            else:
+                log.exception("request %s %s %s failed", request_id, scope.get("method"), scope.get("path"))
+                if not response_started:
+                    await self._send_error(send_with_id, 500, "internal_error",
+                                           f"internal server error (request id {request_id})", request_id)
         finally:
             self.metrics.observe_request(scope.get("method", ""), route_label(scope), status,
                                          time.perf_counter() - started)
+            audit_request(scope, status)
 
     def _too_large_message(self) -> str:
         return f"request body is larger than the limit of {self.max_body_bytes / 1024 / 1024:g} MB"

