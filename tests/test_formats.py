@@ -392,16 +392,16 @@ def test_a_parser_that_never_returns_is_killed_and_the_next_file_gets_a_fresh_wo
     worker = hung._worker()
     started = time.monotonic()
     with pytest.raises(FileRejected, match="took longer than 0.5 s"):
-        hung.load(".pdf", b"%PDF-1.4", tmp_path / "stuck.pdf", LoadLimits(timeout_s=0.5))
+        hung.parse(tmp_path / "stuck.pdf", "stuck.pdf", b"%PDF-1.4", LoadLimits(timeout_s=0.5))
     assert time.monotonic() - started < 30
     assert worker.poll() is not None  # killed, not left running
     with pytest.raises(FileRejected, match="took longer"):
-        hung.load(".pdf", b"%PDF-1.4", tmp_path / "stuck-again.pdf", LoadLimits(timeout_s=0.5))
+        hung.parse(tmp_path / "stuck-again.pdf", "stuck-again.pdf", b"%PDF-1.4", LoadLimits(timeout_s=0.5))
     hung.close()
 
     healthy = IsolatedLoader()
     image = tmp_path / "after.png"
     text_image(["Parsed after a hung worker"]).save(image)
-    sections = healthy.load(".png", image.read_bytes(), image, LoadLimits())
-    assert "Parsed after a hung worker" in " ".join(s.text for s in sections)
+    document = healthy.parse(image, "after.png", image.read_bytes(), LoadLimits())
+    assert "Parsed after a hung worker" in " ".join(s.text for s in document.sections)
     healthy.close()

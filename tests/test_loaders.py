@@ -142,7 +142,7 @@ def test_bad_files_are_rejected_with_a_reason(tmp_path: Path, name: str, payload
 
 def test_encrypted_pdf_and_docx_are_named_as_such(tmp_path: Path) -> None:
     import docx
-    import msoffcrypto
+    from msoffcrypto.format.ooxml import OOXMLFile
 
     path = make_pdf(tmp_path / "secret.pdf", ["classified"], password="s3cret")
     with pytest.raises(EncryptedFile, match="password"):
@@ -154,7 +154,7 @@ def test_encrypted_pdf_and_docx_are_named_as_such(tmp_path: Path) -> None:
     document.save(plain)
     encrypted = tmp_path / "locked.docx"
     with plain.open("rb") as source, encrypted.open("wb") as target:
-        msoffcrypto.format.ooxml.OOXMLFile(source).encrypt("s3cret", target)
+        OOXMLFile(source).encrypt("s3cret", target)
     with pytest.raises(EncryptedFile, match="password"):
         load_document(encrypted, "locked.docx")
 

@@ -11,9 +11,10 @@ from ingest.errors import CorruptFile, EmptyFile
 from ingest.loaders.attachments import attachment_sections
 from ingest.loaders.decoding import decode_text
 from ingest.loaders.elements import NO_LANGUAGE_DETECTION, elements_to_sections
+from ingest.loaders.limits import TextBudget, TooLarge
 from ingest.loaders.office import check_ooxml
 from ingest.loaders.pdf import load_pdf
-from ingest.loaders.structured import flatten
+from ingest.loaders.structured import flatten, parse_json
 from ingest.models import Section
 
 Loader = Callable[[bytes, Path], list[Section]]
@@ -81,11 +82,19 @@ def load_xlsx(data: bytes, path: Path) -> list[Section]:
     return sections
 
 
+MAX_CSV_COLUMNS = 10_000
+
+
 def load_csv(data: bytes, path: Path) -> list[Section]:
     from unstructured.partition.csv import partition_csv
 
     text = decode_text(data)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else None
+    header = text[: text.find("\n") if "\n" in text else len(text)]
+    columns = max(header.count(sep) for sep in ("\t", ",", ";", "|")) + 1
+    if columns > MAX_CSV_COLUMNS:  # pandas and the HTML table of 2 M cells spend minutes and gigabytes
+        raise TooLarge(f"{path.suffix.lstrip('.').upper() or 'CSV'} header has {columns:,} columns, over the "
+                       f"{MAX_CSV_COLUMNS:,}-column limit")
     elements = partition_csv(file=io.BytesIO(text.encode("utf-8")), delimiter=delimiter, include_header=True,
                              languages=NO_LANGUAGE_DETECTION)
     return elements_to_sections(elements)
@@ -122,10 +131,10 @@ def _email_attachments(data: bytes) -> list[tuple[str, bytes]]:
 
 def load_json(data: bytes, path: Path) -> list[Section]:
     try:
-        value = json.loads(decode_text(data))
+        value = parse_json(decode_text(data))
     except json.JSONDecodeError as exc:
         raise CorruptFile(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
-    lines = list(flatten(value))
+    lines = list(flatten(value, budget=TextBudget()))
     if not lines:
         raise EmptyFile("JSON file has no values")
     return [Section(text="\n".join(lines))]
@@ -175,6 +184,3 @@ LOADERS.update({
 _IMAGE_NAMES = {".jpeg": "jpg", ".tif": "tiff", ".heif": "heic"}
 LOADERS.update({suffix: (_IMAGE_NAMES.get(suffix, suffix[1:]), load_image) for suffix in IMAGE_SUFFIXES})
 LOADERS.update({suffix: ("code", load_code) for suffix in CODE_SUFFIXES})
-
-# Parsed in a worker process that is killed when it overruns the time budget (see isolation.py).
-ISOLATED_SUFFIXES = frozenset({".pdf", *IMAGE_SUFFIXES})

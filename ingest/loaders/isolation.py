@@ -1,9 +1,13 @@
-"""Run a loader in a long-lived worker process, so a file that hangs its parser is killed, not waited on.
+"""Parse files in a long-lived worker process, so a file that hangs or bloats its parser is stopped there.
 
-Only the formats with heavy native or page-by-page parsing (PDF, images) go through it; the worker is
-started once and reused, so a normal file pays a pipe round trip, not a process start. The worker is a
-plain ``python -m ingest.loaders.worker`` subprocess (not multiprocessing's spawn, which re-imports
-the caller's ``__main__`` and fails under ``python -c``, notebooks and some servers).
+Every format goes through it: untrusted bytes are never parsed in the caller (the CLI, the server).
+The worker runs the whole pipeline for one file (sniffing, the loader, salvage, the text limit) under a
+time budget (the parent kills it ``KILL_GRACE_S`` after ``timeout_s``) and a memory limit
+(``RLIMIT_DATA`` = ``max_parser_memory_bytes``, inherited by LibreOffice, pandoc and Tesseract). It is
+started once and reused, so a file pays a pipe round trip (~2 ms for a small Markdown file, see
+docs/limits.md), not a process start. The worker is a plain ``python -m ingest.loaders.worker``
+subprocess (not multiprocessing's spawn, which re-imports the caller's ``__main__`` and fails under
+``python -c``, notebooks and some servers).
 """
 
 from __future__ import annotations
@@ -21,15 +25,26 @@ from pathlib import Path
 from typing import IO, Any
 
 from ingest.errors import CorruptFile, EmptyFile, EncryptedFile, FileRejected, UnsupportedFormat
-from ingest.loaders.limits import LoadLimits, TimedOut, TooLarge
-from ingest.models import Section
+from ingest.loaders.limits import MB, LoadLimits, OutOfMemory, TimedOut, TooLarge
+from ingest.models import ParsedDocument, Section
 
 # The worker checks the budget itself; this is how much longer the parent waits before killing it.
 KILL_GRACE_S = 5.0
 # A frame: the sizes of a JSON header and of a binary payload, then both.
 _SIZES = struct.Struct("<QQ")
 _REJECTIONS = {cls.__name__: cls for cls in (FileRejected, UnsupportedFormat, EmptyFile, EncryptedFile,
-                                             CorruptFile, TooLarge, TimedOut)}
+                                             CorruptFile, TooLarge, OutOfMemory, TimedOut)}
+_in_worker = False
+
+
+def in_worker() -> bool:
+    """True inside the worker process: a mail's attachments are parsed there in-process, not in another worker."""
+    return _in_worker
+
+
+def mark_worker() -> None:
+    global _in_worker
+    _in_worker = True
 
 
 def send_frame(stream: IO[bytes], header: dict[str, Any], payload: bytes = b"") -> None:
@@ -61,12 +76,13 @@ class IsolatedLoader:
         self._worker_module = worker_module
         self._kill_grace_s = kill_grace_s
 
-    def load(self, suffix: str, data: bytes, path: Path, limits: LoadLimits) -> list[Section]:
+    def parse(self, path: Path, source: str, data: bytes, limits: LoadLimits) -> ParsedDocument:
         with self._lock:
             process = self._worker()
             assert process.stdin is not None and process.stdout is not None
             try:
-                send_frame(process.stdin, {"suffix": suffix, "path": str(path), "limits": asdict(limits)}, data)
+                request = {"path": str(path), "source": source, "limits": asdict(limits)}
+                send_frame(process.stdin, request, data)
                 ready, _, _ = select.select([process.stdout], [], [], limits.timeout_s + self._kill_grace_s)
                 if not ready:
                     self.close()
@@ -74,9 +90,14 @@ class IsolatedLoader:
                 reply, _ = recv_frame(process.stdout)
             except (EOFError, OSError, ValueError) as exc:
                 self.close()
-                raise CorruptFile("the parser process died on this file (crash or out of memory)") from exc
+                raise CorruptFile(
+                    "the parser process died on this file (a crash, or past its "
+                    f"{limits.max_parser_memory_bytes / MB:g} MB memory limit)"
+                ) from exc
         if reply["status"] == "ok":
-            return [Section(**section) for section in reply["sections"]]
+            document = reply["document"]
+            sections = [Section(**section) for section in document.pop("sections")]
+            return ParsedDocument(sections=sections, path=path, **document)
         if reply["status"] == "rejected":
             raise _REJECTIONS.get(reply["kind"], FileRejected)(reply["reason"])
         raise CorruptFile(reply["message"])
@@ -108,5 +129,5 @@ _shared = IsolatedLoader()
 atexit.register(_shared.close)
 
 
-def isolated_load(suffix: str, data: bytes, path: Path, limits: LoadLimits) -> list[Section]:
-    return _shared.load(suffix, data, path, limits)
+def isolated_parse(path: Path, source: str, data: bytes, limits: LoadLimits) -> ParsedDocument:
+    return _shared.parse(path, source, data, limits)

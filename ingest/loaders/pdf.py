@@ -63,15 +63,16 @@ def _text_layer(data: bytes) -> tuple[list[str], list[int]]:
     """Each page's text, and the (1-based) numbers of the pages that draw lines or rectangles."""
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise EncryptedFile("PDF is password-protected")
+        check_page_count(reader)
         count = len(reader.pages)
         if count > active_limits().max_pages:
-            raise TooLarge(f"PDF has {count} pages, over the {active_limits().max_pages}-page limit")
+            raise TooLarge(f"PDF has {count} pages, over the {active_limits().max_pages}-page limit (ingest.max_pages)")
         pages: list[str] = []
         drawn: list[int] = []
         for number, page in enumerate(reader.pages, start=1):
@@ -83,12 +84,47 @@ def _text_layer(data: bytes) -> tuple[list[str], list[int]]:
         return pages, drawn
     except (EncryptedFile, TooLarge):
         raise
+    except LimitReachedError as exc:  # pypdf's own caps on inflated streams and page-tree entries
+        raise TooLarge(f"PDF is over a parser limit (decompression bomb?): {exc}") from exc
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise CorruptFile(f"damaged PDF: {exc}") from exc
     except Exception as exc:
         if "decrypt" in str(exc).lower() or "encrypt" in str(exc).lower():
             raise EncryptedFile("PDF is password-protected") from exc
         raise
+
+
+def check_page_count(reader: object) -> None:
+    """Refuse a PDF that claims (``/Count``) or holds more than ``max_pages`` pages before pypdf flattens its
+    page tree: a tree whose nodes list the same child ten times is a million pages from a dozen objects,
+    and flattening it costs seconds and memory per page. The walk stops at the limit."""
+    from pypdf.generic import ArrayObject, DictionaryObject
+
+    limit = active_limits().max_pages
+    root = reader.trailer["/Root"]["/Pages"]  # type: ignore[attr-defined]
+    claimed = _resolved(root.get("/Count")) if isinstance(root, DictionaryObject) else None
+    if isinstance(claimed, int) and claimed > limit:
+        raise TooLarge(f"PDF declares {claimed:,} pages, over the {limit:,}-page limit (ingest.max_pages)")
+    pages, visited, stack = 0, 0, [root]
+    while stack:
+        node = stack.pop()
+        node = _resolved(node)
+        visited += 1
+        if not isinstance(node, DictionaryObject) or visited > 4 * limit + 1000:
+            if visited > 4 * limit + 1000:
+                raise TooLarge(f"PDF page tree has more than {4 * limit + 1000:,} entries (ingest.max_pages)")
+            continue
+        kids = _resolved(node.get("/Kids"))
+        if node.get("/Type") == "/Pages" or isinstance(kids, ArrayObject):
+            stack.extend(kids if isinstance(kids, ArrayObject) else [])
+            continue
+        pages += 1
+        if pages > limit:
+            raise TooLarge(f"PDF has more than {limit:,} pages, over the {limit:,}-page limit (ingest.max_pages)")
+
+
+def _resolved(value: object) -> object:
+    return value.get_object() if hasattr(value, "get_object") else value
 
 
 def _tables(data: bytes, numbers: list[int]) -> dict[int, tuple[list[str], str]]:
