@@ -246,6 +246,14 @@ def serve(host: Annotated[str | None, typer.Option(help="Address to bind.")] = N
 
 
 @app.command()
+def mcp() -> None:
+    """Serve the knowledge bases as MCP tools over stdin/stdout (for Claude Desktop, Cursor, Cherry Studio...)."""
+    from rag.mcp_server import run_stdio
+
+    run_stdio(service())
+
+
+@app.command()
 def scheduler() -> None:
     """Run the scheduled syncs of the config file's `sources` until stopped."""
     from rag.scheduler import run_scheduler

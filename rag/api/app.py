@@ -20,7 +20,6 @@ from rag.api.state import ApiState, Readiness
 from rag.api.uploads import UploadStore
 from rag.config import Settings
 from rag.jobs import JobRunner
-from rag.mcp_server import McpEndpoint
 from rag.scheduler import SyncScheduler
 from rag.service import RagService
 
@@ -40,6 +39,8 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     # Built here so that a bad `sources` entry stops start-up with its message.
     scheduler = (SyncScheduler(service, state.jobs)
                  if settings.server.run_schedules and settings.sources else None)
+    from rag.mcp_server import McpEndpoint  # here: rag.mcp_server imports rag.api (a cycle at import time)
+
     mcp = McpEndpoint(service, keys)  # /mcp: the KBs as MCP tools (docs/integrations.md)
 
     @asynccontextmanager
