@@ -1,20 +1,32 @@
-"""The answer pipeline: condense the follow-up → retrieve → keep what is relevant → prompt → generate → cite."""
+"""The answer pipeline: condense the follow-up → retrieve → gate → prompt → generate → check → cite.
+
+The model's text reaches the user one checked sentence at a time: a sentence is sent when the next
+one begins (or the model stops), if the sources it cites back it (rag/answer_check.py). Declines are
+held back to the end: when the model declines, or nothing it says is backed, while retrieval was
+strong, the answer is the source sentences closest to the question, quoted as the documents' words.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+
+from rag.answer_check import CheckedAnswer, Embed, SentenceCheck, SupportChecker, best_sentences
 from rag.errors import InvalidInput
 from rag.evidence import CITATION_MARKER, Quote, squash, supporting_quotes
+from rag.gate import GateThresholds, Relevance, attainable_bm25, judge, term_scorer
 from rag.llm.base import ChatMessage, GenerationParams, complete
 from rag.prompts import detect_language, render
+from rag.retrieve.tokenize import default_tokenizer
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
+    from rag.config import RetrievalSettings
     from rag.service import RagService
-
 
 
 @dataclass(slots=True)
@@ -26,6 +38,7 @@ class ChatOptions:
     params: GenerationParams | None = None
     condense: bool = True
     evidence_quotes: int | None = None  # None: settings.answer.evidence_quotes
+    check_support: bool | None = None  # None: settings.answer.check_support
 
 
 @dataclass(slots=True)
@@ -35,10 +48,15 @@ class PreparedAnswer:
     language: str
     sources: list[Hit]
     messages: list[ChatMessage]
+    relevance: list[Relevance] = field(default_factory=list)  # the gate's verdict on each source
 
     @property
     def grounded(self) -> bool:
         return bool(self.sources)
+
+    @property
+    def strong(self) -> bool:
+        return any(r.strong for r in self.relevance)
 
 
 @dataclass(slots=True)
@@ -57,6 +75,11 @@ def generation_params(service: RagService, override: GenerationParams | None) ->
                             max_tokens=llm.max_tokens, repetition_penalty=llm.repetition_penalty)
 
 
+def gate_thresholds(settings: RetrievalSettings) -> GateThresholds:
+    return GateThresholds(settings.min_bm25_share, dict(settings.min_similarity_by_model), settings.min_similarity,
+                          settings.strong_bm25_share, settings.strong_similarity_margin)
+
+
 def prepare(service: RagService, kb: str, messages: list[ChatMessage], options: ChatOptions) -> PreparedAnswer:
     if not messages or messages[-1].get("role") != "user" or not str(messages[-1].get("content", "")).strip():
         raise InvalidInput("messages must end with a non-empty user message")
@@ -68,21 +91,21 @@ def prepare(service: RagService, kb: str, messages: list[ChatMessage], options: 
     hits = service.search(kb, search_query, top_k=options.top_k or retrieval.chat_top_k,
                           bm25_weight=options.bm25_weight, dense_weight=options.dense_weight)
     threshold = retrieval.relevance_threshold if options.relevance_threshold is None else options.relevance_threshold
-    sources = [hit for hit in hits if hit.score >= threshold and is_relevant(service, hit)]
+    judged = [(hit, verdict) for hit, verdict in zip(hits, relevance(service, kb, search_query, hits), strict=True)
+              if hit.score >= threshold and verdict.passes]
+    sources = [hit for hit, _ in judged]
     prompt = build_messages(service, question, language, sources, options, history)
-    return PreparedAnswer(question, search_query, language, sources, prompt)
+    verdicts = [verdict for hit, verdict in judged if hit in sources]  # build_messages keeps those that fit
+    return PreparedAnswer(question, search_query, language, sources, prompt, verdicts)
 
 
-def is_relevant(service: RagService, hit: Hit) -> bool:
-    """Absolute evidence that a hit is about the question: a close embedding or a strong BM25 match.
-
-    Fused scores are rank-based (the best hit of an off-topic query still scores high), so the
-    "documents don't cover this" decision uses each retriever's raw score instead.
-    """
-    settings = service.settings.retrieval
-    similarity = max((v["score"] for k, v in hit.explain.items() if k.startswith("dense:")), default=0.0)
-    bm25 = hit.explain.get("bm25", {}).get("score", 0.0)
-    return similarity >= settings.min_similarity or bm25 >= settings.min_bm25_score
+def relevance(service: RagService, kb: str, query: str, hits: list[Hit]) -> list[Relevance]:
+    """The gate's verdict on each hit (rag/gate.py): BM25 share of the attainable, cosine per model."""
+    thresholds = gate_thresholds(service.settings.retrieval)
+    attainable = 0.0
+    if any("bm25" in hit.explain for hit in hits):
+        attainable = attainable_bm25(default_tokenizer(query), term_scorer(service.index.reader(kb)))
+    return [judge(hit, attainable, thresholds) for hit in hits]
 
 
 def condense_question(service: RagService, history: list[ChatMessage], question: str, language: str) -> str:
@@ -111,13 +134,22 @@ def build_messages(
     options: ChatOptions,
     history: list[ChatMessage],
 ) -> list[ChatMessage]:
+    """System rules, the worked example as a finished turn of its own, then the sources and the question.
+
+    The example is a past exchange about other sources, not part of the instructions for this one:
+    the model then copies its format without its content (inside the system prompt, "In 1889. [1]"
+    was once the answer to "How long is the kettle's warranty?"); the support check drops any such copy.
+    """
     system = render("system", language)
     if not sources:
         return [{"role": "system", "content": system},
                 {"role": "user", "content": render("no_context", language, question=question)}]
     model = service.chat_model
     params = generation_params(service, options.params)
-    budget = model.context_window - params.max_tokens - model.count_tokens(system + question) - 200
+    example = [{"role": "user", "content": render("example_question", language)},
+               {"role": "assistant", "content": render("example_answer", language)}]
+    fixed = system + "".join(m["content"] for m in example) + question
+    budget = model.context_window - params.max_tokens - model.count_tokens(fixed) - 200
     kept: list[Hit] = []
     for hit in sources:  # most relevant first, as many as fit the context window
         cost = model.count_tokens(hit.text) + 20
@@ -128,7 +160,7 @@ def build_messages(
     sources[:] = kept
     numbered = [{"n": n, "source": hit.source, "page": hit.page, "text": hit.text} for n, hit in enumerate(kept, 1)]
     user = render("answer", language, question=question, sources=numbered)
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system}, *example, {"role": "user", "content": user}]  # type: ignore[list-item]
 
 
 def evidence_quotes(service: RagService, prepared: PreparedAnswer, answer: str, options: ChatOptions) -> list[Quote]:
@@ -151,12 +183,150 @@ def citations_for(answer_text: str, sources: list[Hit]) -> list[Citation]:
     ]
 
 
+class SentenceBuffer:
+    """Cuts streamed text into sentences, each with the citation markers and spacing that follow it.
+
+    A sentence is complete once text after its end (and its markers) has begun, or at ``close``.
+    """
+
+    _END = re.compile(r"[。！？；!?;]+|\.(?=\s)|\n")
+    _TRAIL = re.compile(r"(?:\s*\[\d{1,2}\])*\s*")
+    _PARTIAL_MARKER = re.compile(r"\[\d{0,2}")  # "[" or "[1" at the end: a marker still coming
+
+    def __init__(self) -> None:
+        self._text = ""
+
+    def feed(self, piece: str) -> list[str]:
+        self._text += piece
+        done: list[str] = []
+        while True:
+            cut = self._complete_cut()
+            if cut is None:
+                return done
+            done.append(self._text[:cut])
+            self._text = self._text[cut:]
+
+    def close(self) -> list[str]:
+        rest, self._text = self._text, ""
+        return [rest] if rest.strip() else []
+
+    def _complete_cut(self) -> int | None:
+        for end in self._END.finditer(self._text):
+            if end.start() == 0 and end.group() == "\n":
+                continue
+            trail = self._TRAIL.match(self._text, end.end())
+            cut = trail.end() if trail else end.end()
+            if cut < len(self._text) and not self._PARTIAL_MARKER.fullmatch(self._text, cut):
+                return cut
+            return None
+        return None
+
+
+def support_embedder(service: RagService) -> Embed | None:
+    """Vectors from the multilingual model that judges support across languages (answer.support_model)."""
+    name = service.settings.answer.support_model
+    if not name:
+        return None
+    embedder = service.router.embedder(name)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+
+    return embed
+
+
+def fallback_quotes(service: RagService, prepared: PreparedAnswer, embed: Embed | None) -> list[Quote]:
+    """The source sentences to quote as the answer when the model's own text cannot be used.
+
+    Only when retrieval was strong and the best sentence holds enough of the question (its rarer words,
+    or, for a source in the other language, a close multilingual embedding): "What does the kettle
+    cost?" over a kettle manual with no price gets no quote.
+    """
+    settings = service.settings.answer
+    if settings.fallback_quotes <= 0 or not prepared.strong:
+        return []
+    texts = [hit.text for hit in prepared.sources]
+    ranked = best_sentences(prepared.question, texts, limit=settings.fallback_quotes, embed=embed)
+    if not ranked:
+        return []
+    lexical = best_sentences(prepared.question, texts, limit=1)
+    covered = bool(lexical) and lexical[0][2] >= settings.fallback_min_coverage
+    if not covered:
+        across = [hit for hit in prepared.sources if detect_language(hit.text) != prepared.language]
+        if embed is None or not across:
+            return []
+        vectors = embed([prepared.question, ranked[0][1]])
+        if float(vectors[1] @ vectors[0]) < settings.support_min_similarity:
+            return []
+    return [Quote(n, sentence) for n, sentence, _ in ranked]
+
+
 def stream_answer(
     service: RagService, kb: str, messages: list[ChatMessage], options: ChatOptions | None = None
 ) -> Iterator[ChatEvent]:
     options = options or ChatOptions()
     prepared = prepare(service, kb, messages, options)
     yield ChatEvent("sources", sources=list(prepared.sources))
+    settings = service.settings.answer
+    check = settings.check_support if options.check_support is None else options.check_support
+    if not (check and prepared.grounded):
+        yield from _stream_unchecked(service, prepared, options)
+        return
+    embed = support_embedder(service)
+    checker = SupportChecker([hit.text for hit in prepared.sources], prepared.question,
+                             settings.support_min_lexical, settings.support_min_similarity, embed,
+                             settings.support_min_question_coverage)
+    buffer, pieces, checked = SentenceBuffer(), [], CheckedAnswer()
+    shown: list[str] = []
+
+    def take(sentence: str) -> Iterator[ChatEvent]:
+        if not CITATION_MARKER.sub("", sentence).strip():  # markers alone: they belong to the sentence before
+            if shown and checked.sentences and checked.sentences[-1].supported:
+                shown.append(sentence)
+                yield ChatEvent("token", text=sentence)
+            return
+        result = checker.check_sentence(sentence.strip())
+        checked.sentences.append(result)
+        if result.supported:
+            text = sentence if shown else sentence.lstrip()
+            shown.append(text)
+            yield ChatEvent("token", text=text)
+
+    for piece in service.chat_model.stream(prepared.messages, generation_params(service, options.params)):
+        pieces.append(piece)
+        for sentence in buffer.feed(piece):
+            yield from take(sentence)
+    for sentence in buffer.close():
+        yield from take(sentence)
+    generated = "".join(pieces).strip()
+    text = "".join(shown).rstrip()
+    grounded, fallback, quotes = True, False, []
+    if not text:
+        chosen = fallback_quotes(service, prepared, embed)
+        fallback = bool(chosen)
+        grounded = fallback
+        text = render("fallback", prepared.language, quotes=[{"n": q.n, "text": q.text} for q in chosen])
+        yield ChatEvent("token", text=text)
+    else:
+        quotes = evidence_quotes(service, prepared, text, options)
+        if quotes:
+            tail = "\n\n" + "\n".join(render("evidence", prepared.language, quote=q.text, n=q.n) for q in quotes)
+            yield ChatEvent("token", text=tail)
+            text += tail
+    citations = citations_for(text, prepared.sources) if grounded else []
+    answer = Answer(text, grounded, citations, prepared.question, prepared.search_query,
+                    evidence=[{"n": q.n, "text": q.text} for q in quotes], generated=generated,
+                    supported=checked.supported_share, unsupported=[s.text for s in _unsupported(checked)],
+                    fallback=fallback)
+    yield ChatEvent("done", answer=answer)
+
+
+def _unsupported(checked: CheckedAnswer) -> list[SentenceCheck]:
+    return [s for s in checked.claims if not s.supported]
+
+
+def _stream_unchecked(service: RagService, prepared: PreparedAnswer, options: ChatOptions) -> Iterator[ChatEvent]:
+    """The model's text as it comes (no sources to check it against, or the check switched off)."""
     pieces: list[str] = []
     for piece in service.chat_model.stream(prepared.messages, generation_params(service, options.params)):
         pieces.append(piece)
@@ -164,8 +334,7 @@ def stream_answer(
     generated = text = "".join(pieces).strip()
     quotes = evidence_quotes(service, prepared, generated, options) if prepared.grounded else []
     if quotes:
-        lines = [render("evidence", prepared.language, quote=quote.text, n=quote.n) for quote in quotes]
-        tail = "\n\n" + "\n".join(lines)
+        tail = "\n\n" + "\n".join(render("evidence", prepared.language, quote=quote.text, n=quote.n) for quote in quotes)
         yield ChatEvent("token", text=tail)
         text += tail
     citations = citations_for(text, prepared.sources) if prepared.grounded else []

@@ -1,0 +1,327 @@
+"""Is each answer sentence backed by the source it cites?
+
+The bundled 0.5B model picks the neighbouring figure of the right sentence (the motor's warranty for the
+frame's), answers "No." above a source that says yes, and once copied the year of the system prompt's
+worked example into an answer ("In 1889. [1]"). So every sentence of the model's text is checked
+against the sources it cites (all sources when it cites none) before the user sees it:
+
+- numbers: every number in the sentence (digits, English number words, Chinese numerals) must occur in
+  a cited source, or in the question;
+- names: capitalised words, model numbers and addresses must occur in a cited source or the question;
+- a bare "yes"/"no" must agree with the source sentence closest to the question (negated or not);
+- wording: at least ``min_lexical`` of the sentence's content words (BM25 tokens not in the question)
+  are in a cited source; for an answer in the other language than its source, the sentence's cosine
+  to the closest source sentence under a multilingual embedder must reach ``min_similarity`` instead.
+
+A sentence that says the documents do not cover the question is a decline, not a claim.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.evidence import CITATION_MARKER, split_sentences
+from rag.prompts import detect_language
+from rag.retrieve.tokenize import default_tokenizer
+
+Embed = Callable[[list[str]], np.ndarray]  # texts → L2-normalised vectors (rows)
+
+# "The documents do not cover this." and its variants; a source sentence that says "does not cover
+# damage" is a claim, so English declines must name the documents (or say "no information").
+DECLINE_PATTERNS = re.compile(
+    r"(?:documents?|sources?|context|passages?|knowledge base|provided (?:text|information))\b[^.;]{0,40}"
+    r"\b(?:do(?:es)?n[o']t|not|never|no|cannot)\b|no (?:relevant )?information|not (?:covered|mentioned) in"
+    r"|资料中没有|资料里没有|资料未|没有提到|没有涉及|未提及|没有相关|找不到相关|无法回答|没有提及|未涉及",
+    re.IGNORECASE,
+)
+_ARABIC = re.compile(r"\d+(?:[.,]\d+)*")
+_HAN_NUMBER = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
+_HAN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_HAN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+_EN_NUMBERS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40,
+    "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
+    "half": 0.5, "once": 1, "twice": 2,
+}
+_EN_WORD = re.compile(r"[A-Za-z]+")
+# Names: a capitalised word not opening the sentence, a code like AK-200 or H13, an e-mail address.
+_NAME = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b[A-Za-z]+-?\d[\w-]*\b|(?<=[a-z,;:] )[A-Z][a-zA-Z]+")
+_SINGLE_NEWLINE = re.compile(r"(?<![\n。！？；!?;.])\n(?!\n)")
+_LINE_MARK = re.compile(r"^\s*(?:[-*•]+|\d+[.)])\s+|\*\*")
+_QUANTITY_QUESTION = re.compile(
+    r"\bhow (?:long|many|much|often|old|far|large|big|heavy|loud|high|soon)\b|\bwhen\b|\bwhat (?:year|time|date)\b"
+    r"|多少|多久|多长|多大|多重|多高|多远|几|哪一年|何时|什么时候", re.IGNORECASE)
+_ANSWER_WORDS = frozenset({"yes", "no", "not", "never", "cannot", "can", "can't", "是", "对", "可以", "不", "不能",
+                           "不可以", "有", "没有", "的", "是的"})
+# Words of how a question is asked, not of what it is about ("How long is the warranty?").
+_QUESTION_WORDS = frozenset({"long", "mani", "much", "often", "far", "old", "larg", "big", "kind", "way", "get",
+                             "need", "tell", "know", "happen", "mean", "make", "use", "take", "possibl",
+                             "多少", "多久", "多长", "几", "什么", "怎么", "怎样", "如何", "哪里", "哪儿", "吗", "呢"})
+_HAN_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
+_HAN_STOP = frozenset("的了是在有和就不也都很到要会着吗呢吧啊与及或其之为以于而被把对从由等该并但向所个中什么哪些怎样如何多少几请")
+_OPENING_BONUS = 0.15
+_FIGURE_BONUS = 0.3
+_YES = re.compile(r"^\s*(yes|是的|是|对|可以|有)\b", re.IGNORECASE)
+_NO = re.compile(r"^\s*(no|不是|不能|不可以|不|没有|否)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(not|never|no|cannot|without)\b|n't|不|没有|无|未|禁止|勿", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceCheck:
+    text: str  # the sentence as the model wrote it, citation markers included
+    cited: tuple[int, ...]  # source numbers it cites (1-based); empty: none
+    supported: bool
+    decline: bool = False
+    reason: str = ""  # why it is not supported: "number 1889", "name Eiffel", "wording", "yes/no"
+
+
+@dataclass(slots=True)
+class CheckedAnswer:
+    sentences: list[SentenceCheck] = field(default_factory=list)
+
+    @property
+    def claims(self) -> list[SentenceCheck]:
+        return [s for s in self.sentences if not s.decline]
+
+    @property
+    def supported(self) -> list[SentenceCheck]:
+        return [s for s in self.claims if s.supported]
+
+    @property
+    def declined(self) -> bool:
+        """Nothing the sources back, and the model said so (or said nothing)."""
+        return not self.supported and (not self.claims or any(s.decline for s in self.sentences))
+
+    @property
+    def supported_share(self) -> float | None:
+        return len(self.supported) / len(self.claims) if self.claims else None
+
+    def text(self) -> str:
+        return " ".join(s.text for s in self.supported)
+
+
+@dataclass(frozen=True, slots=True)
+class SupportChecker:
+    sources: Sequence[str]
+    question: str = ""
+    min_lexical: float = 0.5
+    min_similarity: float = 0.35
+    embed: Embed | None = None
+    min_question_coverage: float = 0.5
+
+    def check(self, answer: str) -> CheckedAnswer:
+        return CheckedAnswer([self.check_sentence(s) for s in answer_sentences(answer)])
+
+    def check_sentence(self, sentence: str) -> SentenceCheck:
+        cited = tuple(dict.fromkeys(int(n) for n in CITATION_MARKER.findall(sentence) if 1 <= int(n) <= len(self.sources)))
+        claim = CITATION_MARKER.sub("", sentence).strip()
+        if DECLINE_PATTERNS.search(claim):
+            return SentenceCheck(sentence, cited, False, decline=True)
+        evidence = [self.sources[n - 1] for n in cited] or list(self.sources)
+        reason = self._unsupported(claim, evidence)
+        return SentenceCheck(sentence, cited, reason == "", reason=reason)
+
+    def _unsupported(self, claim: str, evidence: list[str]) -> str:
+        joined = "\n".join(evidence)
+        allowed = numbers(joined) | numbers(self.question)
+        for number in sorted(numbers(claim) - allowed):
+            return f"number {number:g}"
+        folded = fold(joined + "\n" + self.question)
+        for name in _NAME.findall(claim):
+            if fold(name) not in folded:
+                return f"name {name}"
+        bare = not (set(default_tokenizer(claim)) - _ANSWER_WORDS - set(default_tokenizer(self.question)))
+        if bare and yes_no_disagrees(claim, self.question, evidence, self.embed):
+            return "yes/no"
+        if not self._worded_like(claim, evidence):
+            return "wording"
+        if not self._about_the_question(claim, evidence):
+            return "off the question"
+        return ""
+
+    def _about_the_question(self, claim: str, evidence: list[str]) -> bool:
+        """The source sentence the claim rests on must hold the question's subject, not only the claim's words:
+        "The price of the Aurora kettle is 1.7 litres" rests on a sentence about its size, with no price."""
+        if not self.question or self.min_question_coverage <= 0 or detect_language(claim) != detect_language(self.question):
+            return True
+        wanted = list(dict.fromkeys(coverage_terms(self.question)))
+        sentences = [s for text in evidence for s in source_sentences(text)]
+        if not wanted or not sentences:
+            return True
+        claim_tokens = set(coverage_terms(claim)) - _ANSWER_WORDS
+        if not claim_tokens - set(wanted) and (_YES.match(claim) or _NO.match(claim)):
+            return True  # a bare yes/no: checked against the question's key sentences already
+        token_sets = [set(coverage_terms(s)) for s in sentences]
+        counts = {t: sum(t in tokens for tokens in token_sets) for t in claim_tokens | set(wanted)}
+        weights = {t: 1.0 / (1 + counts[t]) for t in counts}  # a word no sentence holds weighs most
+        anchor = max(range(len(sentences)), key=lambda i: sum(weights[t] for t in claim_tokens & token_sets[i]))
+        window = set().union(*token_sets[max(anchor - 1, 0): anchor + 2])  # its neighbours name the subject too
+        covered = sum(weights[t] for t in wanted if t in window) / sum(weights[t] for t in wanted)
+        return covered >= self.min_question_coverage
+
+    def _worded_like(self, claim: str, evidence: list[str]) -> bool:
+        question_tokens = set(default_tokenizer(self.question))
+        tokens = set(default_tokenizer(claim)) - _ANSWER_WORDS
+        content = tokens - question_tokens
+        if not content:
+            # "Yes." is checked above; "Breeze." (after "… designed by David G.") restates the question only.
+            return bool(_YES.match(claim) or _NO.match(claim))
+        source_tokens = set(default_tokenizer("\n".join(evidence)))
+        if len(content & source_tokens) / len(content) >= self.min_lexical:
+            return True
+        claim_language = detect_language(claim)
+        if self.embed is None or all(detect_language(text) == claim_language for text in evidence):
+            return False
+        candidates = [s for text in evidence for s in source_sentences(text)]
+        vectors = self.embed([claim, *candidates])
+        return bool(candidates) and float(np.max(vectors[1:] @ vectors[0])) >= self.min_similarity
+
+
+def coverage_terms(text: str) -> list[str]:
+    """Words that say what a text is about: BM25 tokens of its Latin runs, and single Han characters
+    (jieba cuts a question and its answer sentence differently: 多少天年假 → 天年, 假), without the words
+    of asking (how long, 多少, 吗)."""
+    terms = []
+    for run in _HAN_RUN.split(text):
+        if not run:
+            continue
+        if _HAN_RUN.fullmatch(run):
+            terms.extend(ch for ch in run if ch not in _HAN_STOP)
+        else:
+            terms.extend(t for t in default_tokenizer(run) if t not in _QUESTION_WORDS)
+    return terms
+
+
+def answer_sentences(answer: str) -> list[str]:
+    """The answer's sentences, each keeping the citation markers written right after it."""
+    sentences: list[str] = []
+    for piece in split_sentences(answer):
+        if sentences and not CITATION_MARKER.sub("", piece).strip():
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences
+
+
+def yes_no_disagrees(claim: str, question: str, evidence: list[str], embed: Embed | None = None) -> bool:
+    """A bare "Yes"/"No" against the source sentences holding the question's most specific word.
+
+    "No" is contradicted when one of them affirms (holds no negation), "Yes" when all of them negate.
+    Specific: held by the fewest sentences of the sources ("warranty" over "kettle" in a manual).
+    """
+    said_yes, said_no = bool(_YES.match(claim)), bool(_NO.match(claim))
+    if said_yes == said_no or not question:
+        return False
+    sentences = [(s, set(default_tokenizer(s))) for text in evidence for s in source_sentences(text)]
+    counts = {t: sum(t in tokens for _, tokens in sentences) for t in default_tokenizer(question)
+              if t not in _QUESTION_WORDS}
+    counts = {t: c for t, c in counts.items() if c}
+    if not counts:
+        return True  # nothing in the sources speaks of it: a bare yes/no has no ground
+    rarest = min(counts.values())
+    key = {t for t, c in counts.items() if c == rarest}
+    negated = [bool(_NEGATION.search(s)) for s, tokens in sentences if key & tokens]
+    return not all(negated) if said_no else all(negated)
+
+
+def source_sentences(text: str) -> list[str]:
+    """A source's sentences: hard-wrapped lines joined, headings, bullets and fragments left out."""
+    return [sentence for sentence, _ in _sentences_with_starts(text)]
+
+
+def _sentences_with_starts(text: str) -> list[tuple[str, bool]]:
+    """(sentence, whether it opens its paragraph)."""
+    found = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        first = True
+        for sentence in split_sentences(_SINGLE_NEWLINE.sub(" ", paragraph)):
+            sentence = " ".join(_LINE_MARK.sub("", sentence).split())
+            if sentence.startswith("#") or len(default_tokenizer(sentence)) < 3:
+                continue
+            found.append((sentence, first))
+            first = False
+    return found
+
+
+def best_sentences(question: str, sources: Sequence[str], limit: int = 2,
+                   embed: Embed | None = None) -> list[tuple[int, str, float]]:
+    """Source sentences closest to the question: (source number, sentence, score), best first.
+
+    The score is the share of the question's words the sentence holds, rarer words counting more
+    (weight 1/log2(2 + sentences holding it)), plus, with ``embed``, the cosine of sentence and question
+    (words alone rank "The warranty does not cover … the kettle …" above "The AK-200 has a two-year
+    warranty" for "How long is the kettle's warranty?"). Ties go to the earlier source and sentence.
+    """
+    wanted = list(dict.fromkeys(default_tokenizer(question)))
+    sentences, prior = [], []
+    asks_quantity = bool(_QUANTITY_QUESTION.search(question))
+    for n, text in enumerate(sources, 1):
+        for sentence, opens in _sentences_with_starts(text):
+            sentences.append((n, sentence, set(default_tokenizer(sentence))))
+            # A paragraph's first sentence usually states its topic; "how long …?" wants a figure.
+            prior.append(_OPENING_BONUS * opens + _FIGURE_BONUS * (asks_quantity and bool(numbers(sentence))))
+    if not sentences or not (wanted or embed):
+        return []
+    counts = {t: sum(t in tokens for _, _, tokens in sentences) for t in wanted}
+    weights = {t: 1.0 / np.log2(2 + counts[t]) for t in wanted}
+    total = sum(weights.values()) or 1.0
+    lexical = [sum(weights[t] for t in wanted if t in tokens) / total for _, _, tokens in sentences]
+    dense = [0.0] * len(sentences)
+    if embed is not None:
+        vectors = embed([question, *(s for _, s, _ in sentences)])
+        dense = [float(v) for v in vectors[1:] @ vectors[0]]
+    scored = [(lexical[i] + dense[i] + prior[i] * (lexical[i] > 0), -n, -i, n, s) for i, (n, s, _) in enumerate(sentences)]
+    scored = [item for item in scored if item[0] > 0]
+    scored.sort(reverse=True)
+    return [(n, s, round(float(score), 4)) for score, _, _, n, s in scored[:limit]]
+
+
+def numbers(text: str) -> set[float]:
+    """The numbers a text states: 1,800 and 1800 alike, "two-year", 一千八百, 一八四八 (a year read digit by digit)."""
+    found: set[float] = set()
+    for match in _ARABIC.findall(unicodedata.normalize("NFKC", text)):
+        value = match.replace(",", "")
+        if value.count(".") > 1:
+            value = value.replace(".", "")
+        try:
+            found.add(float(value.rstrip(".")))
+        except ValueError:
+            continue
+    for word in _EN_WORD.findall(text):
+        if word.lower() in _EN_NUMBERS:
+            found.add(float(_EN_NUMBERS[word.lower()]))
+    for run in _HAN_NUMBER.findall(text):
+        if run in {"一", "万", "千", "百"}:  # "一" alone is mostly an article (一家, 一次); units alone are words
+            continue
+        value = han_number(run)
+        if value is not None:
+            found.add(float(value))
+    return found
+
+
+def han_number(run: str) -> int | None:
+    if not any(ch in _HAN_UNITS for ch in run):
+        digits = [_HAN_DIGITS[ch] for ch in run if ch in _HAN_DIGITS]
+        return int("".join(map(str, digits))) if digits else None
+    total, section, digit = 0, 0, None
+    for ch in run:
+        if ch in _HAN_DIGITS:
+            digit = _HAN_DIGITS[ch]
+        elif ch == "万":
+            total += (section + (digit or 0)) * 10000
+            section, digit = 0, None
+        else:
+            section += (1 if digit is None else digit) * _HAN_UNITS[ch]
+            digit = None
+    return total + section + (digit or 0)
+
+
+def fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()

