@@ -48,7 +48,12 @@ def test_detect_language(text: str, expected: str) -> None:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_template_renders(lang: str) -> None:
     system = render("system", lang)
-    assert "[1]" in system and "<source" in system  # citation format and a worked example
+    assert "[1]" in system and "<source" not in system  # the citation format; the example is a turn of its own
+    example = render("example_question", lang)
+    assert example.count("<source ") == 1 and "[1]" in render("example_answer", lang)
+    assert "“A.” [1]" in render("fallback", lang, quotes=[{"n": 1, "text": "A."}]) or "「A.」[1]" in render(
+        "fallback", lang, quotes=[{"n": 1, "text": "A."}])
+    assert render("fallback", lang, quotes=[]) in system  # no quote: the decline the rules name
     answer = render("answer", lang, question="Where to eat?", sources=SOURCES)
     assert answer.count("<source ") == 2 and answer.count("</source>") == 2
     assert '<source n="2" from="guide.pdf' in answer and "Shu Jiu Xiang" in answer
