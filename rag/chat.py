@@ -316,7 +316,8 @@ def stream_answer(
     citations = citations_for(text, prepared.sources) if grounded else []
     answer = Answer(text, grounded, citations, prepared.question, prepared.search_query,
                     evidence=[{"n": q.n, "text": q.text} for q in quotes], generated=generated,
-                    supported=checked.supported_share, unsupported=[s.text for s in _unsupported(checked)],
+                    supported=checked.supported_share, claims=len(checked.claims),
+                    unsupported=[s.text for s in _unsupported(checked)],
                     fallback=fallback)
     yield ChatEvent("done", answer=answer)
 

@@ -177,21 +177,65 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
     with_answers = [q for q in query_ids if q in dataset.answers]
     if not with_answers:
         raise InvalidInput(f"--generate needs answers.jsonl in {dataset.name}")
-    contains, model_contains, f1, seconds = [], [], [], []
+    scores: dict[str, list[float]] = {name: [] for name in (
+        "answer_contains", "answer_f1", "answer_em", "answer_rouge_l",
+        "answer_contains_model", "answer_em_model", "answer_rouge_l_model", "declined", "fallback")}
+    seconds: list[float] = []
+    claims = supported = 0
     for qid in with_answers:
         started = time.perf_counter()
         answer = answer_question(service, kb, [{"role": "user", "content": dataset.queries[qid]}])
         seconds.append(time.perf_counter() - started)
         golds = dataset.answers[qid]
-        predicted = normalise_answer(answer.answer)
-        contains.append(any(normalise_answer(g) and normalise_answer(g) in predicted for g in golds))
-        generated = normalise_answer(answer.generated)
-        model_contains.append(any(normalise_answer(g) and normalise_answer(g) in generated for g in golds))
-        f1.append(answer_f1(answer.answer, golds))
-    return {
-        "answer_contains": round(float(np.mean(contains)), 4),
-        "answer_f1": round(float(np.mean(f1)), 4),
-        # The same, on the model's text alone (without the quoted evidence that follows it).
-        "answer_contains_model": round(float(np.mean(model_contains)), 4),
-        "answer_seconds_p50": round(float(np.percentile(seconds, 50)), 2),
-    }
+        for suffix, text in (("", answer.answer), ("_model", answer.generated)):
+            scores["answer_contains" + suffix].append(answer_contains(text, golds))
+            scores["answer_em" + suffix].append(answer_em(text, golds))
+            scores["answer_rouge_l" + suffix].append(answer_rouge_l(text, golds))
+        scores["answer_f1"].append(answer_f1(answer.answer, golds))
+        scores["declined"].append(not answer.grounded)
+        scores["fallback"].append(answer.fallback)
+        claims += answer.claims
+        supported += round((answer.supported or 0.0) * answer.claims)
+    result = {name: round(float(np.mean(values)), 4) for name, values in scores.items()
+              if name not in {"declined", "fallback"}}
+    # Share of the model's answer sentences (declines aside) backed by the source they cite (rag/answer_check.py).
+    result["answer_supported"] = round(supported / claims, 4) if claims else None
+    # Every question here has a gold answer: a declined one is a false decline.
+    result["false_declines"] = round(float(np.mean(scores["declined"])), 4)
+    result["answer_fallbacks"] = round(float(np.mean(scores["fallback"])), 4)
+    result["answer_seconds_p50"] = round(float(np.percentile(seconds, 50)), 2)
+    return result
+
+
+def answer_contains(text: str, golds: list[str]) -> bool:
+    predicted = normalise_answer(text)
+    return any(normalise_answer(g) and normalise_answer(g) in predicted for g in golds)
+
+
+def answer_em(text: str, golds: list[str]) -> bool:
+    """Exact match after normalisation (the answer is the gold span and nothing else)."""
+    predicted = normalise_answer(CITATION_TAIL.sub("", text))
+    return any(normalise_answer(g) and normalise_answer(g) == predicted for g in golds)
+
+
+CITATION_TAIL = re.compile(r"\s*\[\d{1,2}\]")
+
+
+class _RougeTokens:
+    """rouge-score's tokenizer hook: single characters for Chinese (its default drops non-ASCII), words otherwise."""
+
+    def tokenize(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFKC", text).lower()
+        tokens: list[str] = []
+        for word in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+", text):
+            tokens.append(word)
+        return tokens
+
+
+def answer_rouge_l(text: str, golds: list[str]) -> float:
+    """ROUGE-L F1 against the best gold answer (rouge-score, character tokens for CJK)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_RougeTokens())
+    text = CITATION_TAIL.sub("", text)
+    return max((scorer.score(gold, text)["rougeL"].fmeasure for gold in golds if gold.strip()), default=0.0)

@@ -55,6 +55,7 @@ class Answer:
     # (None: nothing checked), the sentences left out as unsupported, and whether the answer is the
     # quoted fallback (the documents' sentences, not the model's text).
     supported: float | None = None
+    claims: int = 0  # the model's sentences that were checked (declines aside)
     unsupported: list[str] = field(default_factory=list)
     fallback: bool = False
 
