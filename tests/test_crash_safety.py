@@ -112,8 +112,10 @@ def test_kill_9_during_sync_leaves_a_usable_kb_and_the_next_sync_completes(tmp_p
     probe = next(i for i in range(FILES) if revisions[i] == latest and (folder / f"note-{i:03d}.txt").exists())
     hits = reader.search("crash", f"code{probe}x{latest}", top_k=3, mode="bm25")
     assert hits[0].source == f"note-{probe:03d}.txt", kills
-    snapshot_dirs = sorted(p.name for p in (home / "kbs" / "crash").glob("gen-*"))
-    assert snapshot_dirs[-1] == f"gen-{generation:08d}" and not any(n.endswith(".tmp") for n in snapshot_dirs)
+    index = home / "kbs" / "crash"
+    manifests = sorted(p.name for p in (index / "manifests").iterdir())
+    assert manifests[-1] == f"manifest-{generation:08d}.json" and not any(n.endswith(".tmp") for n in manifests)
+    assert not any(p.name.endswith(".tmp") for p in (index / "segments").iterdir())
     reader.catalog.close()
 
 
@@ -145,3 +147,65 @@ def test_a_snapshot_is_synced_to_disk_before_it_is_renamed_into_place(service, m
     files = {str(p) for p in Path(target).rglob("*") if p.is_file()}
     assert {f.replace(target, tmp, 1) for f in files} <= synced_before and tmp in synced_before
     assert f"fsync {Path(target).parent}" in events[rename_at + 1:]
+
+
+def test_kill_9_during_a_merge_leaves_the_committed_index(tmp_path: Path) -> None:
+    """`rag kb optimize` killed at random points: readers see the same chunks and rankings, a later merge finishes."""
+    import numpy as np
+    from index_backend_suite import KB, SPACE, Corpus, grow, vector
+    from test_index_backend_local import make_backend
+
+    seed = int.from_bytes(os.urandom(4), "little")
+    rnd = random.Random(seed)
+    home = tmp_path / "home"
+    backend = make_backend(home, factor=1000)  # no merge until asked
+    corpus = Corpus(seed=seed)
+    with backend.writer(KB) as writer:  # one larger segment, so that a merge takes a moment
+        for i in range(3000):
+            corpus.put(writer, f"bulk{i}")
+        writer.commit()
+    grow(backend, corpus, commits=25)
+
+    def answers() -> tuple[list[int], list[int], list[int]]:
+        fresh = make_backend(home, factor=1000)
+        reader = fresh.reader(KB)
+        result = (reader.chunk_ids().tolist(), reader.bm25_top_k(["term1", "term2"], 10)[0].tolist(),
+                  reader.dense_top_k(SPACE, vector(np.random.default_rng(1)), 10)[0].tolist())
+        fresh.catalog.close()
+        return result
+
+    expected = answers()
+    env = {**os.environ, "RAG_HOME": str(home)}
+    kills = []
+    for trial in range(3):
+        proc = subprocess.Popen([RAG, "kb", "optimize", KB], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        segments = home / "kbs" / KB / "segments"
+        while proc.poll() is None and not any(p.name.endswith(".tmp") for p in segments.iterdir()):
+            assert time.monotonic() < deadline, f"seed {seed}: the merge never started writing"
+            time.sleep(0.005)
+        delay = rnd.uniform(0.0, 0.4)
+        time.sleep(delay)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills.append(f"trial {trial}: killed {delay:.2f}s into the merge")
+        else:
+            kills.append(f"trial {trial}: finished before the kill")
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+        assert answers() == expected, f"seed {seed}, {kills[-1]}"
+        if proc.returncode == 0:
+            break
+        with backend.writer(KB):  # a writer's open removes what the killed merge left unpublished
+            pass
+    print(f"seed {seed}:", "; ".join(kills))
+    done = subprocess.run([RAG, "kb", "optimize", KB], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"seed {seed}, {kills}: {done.stderr}"
+    assert answers()[0] == expected[0]
+    manifest = backend.files(KB).latest()
+    assert manifest is not None and len(manifest.segments) == 1
+    with backend.writer(KB):
+        pass
+    assert sorted(p.name for p in (home / "kbs" / KB / "segments").iterdir()) == [manifest.segments[0].name]
+    backend.catalog.close()

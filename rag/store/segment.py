@@ -131,10 +131,17 @@ def _postings_from_tokens(
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(vocab, term id, row, tf, doc_len): one triple per distinct (row, term)."""
     vocab: dict[str, int] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     terms: list[int] = []
     rows: list[int] = []
     counts: list[int] = []
     doc_len = np.zeros(len(token_lists), dtype=np.float32)
+
+    def flush() -> None:  # numpy arrays every few thousand rows: Python int lists cost ~10x the memory
+        parts.append((np.asarray(terms, dtype=np.int32), np.asarray(rows, dtype=np.int32),
+                      np.minimum(np.asarray(counts, dtype=np.int64), 65535).astype(np.uint16)))
+        terms.clear(), rows.clear(), counts.clear()
+
     for row, tokens in enumerate(token_lists):
         doc_len[row] = len(tokens)
         tf: dict[int, int] = {}
@@ -144,8 +151,11 @@ def _postings_from_tokens(
         terms.extend(tf)
         counts.extend(tf.values())
         rows.extend([row] * len(tf))
-    return (list(vocab), np.asarray(terms, dtype=np.int64), np.asarray(rows, dtype=np.int64),
-            np.minimum(np.asarray(counts, dtype=np.int64), 65535), doc_len)
+        if len(terms) > 500_000:
+            flush()
+    flush()
+    return (list(vocab), np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]), doc_len)
 
 
 def _pointers(keys: np.ndarray, size: int) -> np.ndarray:
@@ -175,8 +185,8 @@ def _build_ann(kind: str, vectors: np.ndarray) -> faiss.Index:
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     sample = vectors
-    if n > nlist * 64:
-        sample = vectors[np.sort(np.random.default_rng(0).choice(n, nlist * 64, replace=False))]
+    if n > nlist * 40:
+        sample = vectors[np.sort(np.random.default_rng(0).choice(n, nlist * 40, replace=False))]
     index.train(np.ascontiguousarray(sample))
     for start in range(0, n, 100_000):
         index.add(vectors[start : start + 100_000])
