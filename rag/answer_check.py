@@ -30,6 +30,7 @@ from rag.prompts import detect_language
 from rag.retrieve.tokenize import default_tokenizer
 
 Embed = Callable[[list[str]], np.ndarray]  # texts → L2-normalised vectors (rows)
+TermWeight = Callable[[str], float | None]
 
 # "The documents do not cover this." and its variants; a source sentence that says "does not cover
 # damage" is a claim, so English declines must name the documents (or say "no information").
@@ -64,6 +65,7 @@ _ANSWER_WORDS = frozenset({"yes", "no", "not", "never", "cannot", "can", "can't"
 _QUESTION_WORDS = frozenset({"long", "mani", "much", "often", "far", "old", "larg", "big", "kind", "way", "get",
                              "need", "tell", "know", "happen", "mean", "make", "use", "take", "possibl",
                              "多少", "多久", "多长", "几", "什么", "怎么", "怎样", "如何", "哪里", "哪儿", "吗", "呢"})
+_LEADING_MARKERS = re.compile(r"\s*(?:\[\d{1,2}\]\s*)+")
 _HAN_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
 _HAN_STOP = frozenset("的了是在有和就不也都很到要会着吗呢吧啊与及或其之为以于而被把对从由等该并但向所个中什么哪些怎样如何多少几请")
 _OPENING_BONUS = 0.15
@@ -115,6 +117,7 @@ class SupportChecker:
     min_similarity: float = 0.35
     embed: Embed | None = None
     min_question_coverage: float = 0.5
+    term_weight: TermWeight | None = None  # a word's weight in the whole KB (BM25), None: unknown
 
     def check(self, answer: str) -> CheckedAnswer:
         return CheckedAnswer([self.check_sentence(s) for s in answer_sentences(answer)])
@@ -138,7 +141,7 @@ class SupportChecker:
             if fold(name) not in folded:
                 return f"name {name}"
         bare = not (set(default_tokenizer(claim)) - _ANSWER_WORDS - set(default_tokenizer(self.question)))
-        if bare and yes_no_disagrees(claim, self.question, evidence, self.embed):
+        if bare and yes_no_disagrees(claim, self.question, evidence, self.term_weight):
             return "yes/no"
         if not self._worded_like(claim, evidence):
             return "wording"
@@ -203,18 +206,21 @@ def answer_sentences(answer: str) -> list[str]:
     """The answer's sentences, each keeping the citation markers written right after it."""
     sentences: list[str] = []
     for piece in split_sentences(answer):
-        if sentences and not CITATION_MARKER.sub("", piece).strip():
-            sentences[-1] = f"{sentences[-1]} {piece}"
-        else:
-            sentences.append(piece)
+        leading = _LEADING_MARKERS.match(piece)
+        if sentences and leading and leading.group().strip():
+            sentences[-1] = f"{sentences[-1]} {leading.group().strip()}"
+            piece = piece[leading.end():]
+        if piece.strip():
+            sentences.append(piece.strip())
     return sentences
 
 
-def yes_no_disagrees(claim: str, question: str, evidence: list[str], embed: Embed | None = None) -> bool:
+def yes_no_disagrees(claim: str, question: str, evidence: list[str], term_weight: TermWeight | None = None) -> bool:
     """A bare "Yes"/"No" against the source sentences holding the question's most specific word.
 
     "No" is contradicted when one of them affirms (holds no negation), "Yes" when all of them negate.
-    Specific: held by the fewest sentences of the sources ("warranty" over "kettle" in a manual).
+    Most specific: the highest ``term_weight`` (the KB's BM25 weight of the word: "warranty" over
+    "kettle" in a kettle manual) per source sentence holding it, else the word the fewest hold.
     """
     said_yes, said_no = bool(_YES.match(claim)), bool(_NO.match(claim))
     if said_yes == said_no or not question:
@@ -225,8 +231,12 @@ def yes_no_disagrees(claim: str, question: str, evidence: list[str], embed: Embe
     counts = {t: c for t, c in counts.items() if c}
     if not counts:
         return True  # nothing in the sources speaks of it: a bare yes/no has no ground
-    rarest = min(counts.values())
-    key = {t for t, c in counts.items() if c == rarest}
+    if term_weight is not None:
+        specificity = {t: (term_weight(t) or 0.0) / counts[t] for t in counts}
+    else:
+        specificity = {t: -float(c) for t, c in counts.items()}
+    top = max(specificity.values())
+    key = {t for t, value in specificity.items() if value == top}
     negated = [bool(_NEGATION.search(s)) for s, tokens in sentences if key & tokens]
     return not all(negated) if said_no else all(negated)
 

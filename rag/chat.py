@@ -275,7 +275,7 @@ def stream_answer(
     embed = support_embedder(service)
     checker = SupportChecker([hit.text for hit in prepared.sources], prepared.question,
                              settings.support_min_lexical, settings.support_min_similarity, embed,
-                             settings.support_min_question_coverage)
+                             settings.support_min_question_coverage, term_scorer(service.index.reader(kb)))
     buffer, pieces, checked = SentenceBuffer(), [], CheckedAnswer()
     shown: list[str] = []
 

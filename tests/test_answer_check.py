@@ -1,0 +1,109 @@
+"""The support check: each answer sentence against the source it cites (no model needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.answer_check import SupportChecker, answer_sentences, best_sentences, han_number, numbers
+from rag.gate import term_scorer
+from rag.retrieve.tokenize import default_tokenizer
+from rag.store.bm25_index import BM25Index
+
+ROOT = Path(__file__).resolve().parents[1]
+HANDBOOK = (ROOT / "samples" / "handbook" / "aurora-kettle-handbook.md").read_text(encoding="utf-8")
+WARRANTY = HANDBOOK.split("## Warranty")[1]
+PURIFIER = (ROOT / "benchmarks" / "data" / "qa" / "docs" / "breeze-ap50-manual.md").read_text(encoding="utf-8")
+FAQ_ZH = (ROOT / "samples" / "faq" / "常见问题.md").read_text(encoding="utf-8")
+
+
+class SamplesIndex:
+    """A real BM25 index over the demo KB's sections, read the way the chat pipeline reads the KB's index."""
+
+    def __init__(self) -> None:
+        sections = [part for path in sorted((ROOT / "samples").rglob("*.md"))
+                    for part in path.read_text(encoding="utf-8").split("\n## ")]
+        self.index = BM25Index.build(list(range(len(sections))), [default_tokenizer(s) for s in sections])
+
+    def bm25_top_k(self, tokens: list[str], k: int):  # type: ignore[no-untyped-def]
+        return self.index.search(tokens, k)
+
+
+WEIGHT = term_scorer(SamplesIndex())
+
+
+def check(sources: list[str], question: str, answer: str) -> list[tuple[bool, str]]:
+    checker = SupportChecker(sources, question, term_weight=WEIGHT)
+    return [(s.supported, s.reason) for s in checker.check(answer).sentences]
+
+
+def test_the_worked_examples_year_is_not_an_answer() -> None:
+    # "How long is the kettle's warranty?" once got the system prompt's "In 1889. [1]".
+    assert check([WARRANTY], "How long is the kettle's warranty?", "In 1889. [1]") == [(False, "number 1889")]
+    assert check([WARRANTY], "How long is the kettle's warranty?", "It was completed in 1889. [1]")[0][0] is False
+
+
+def test_the_right_figure_is_supported_the_neighbouring_one_is_not() -> None:
+    question = "How long is the warranty on the purifier's motor?"
+    assert check([PURIFIER], question, "The motor has a five-year warranty. [1]") == [(True, "")]
+    assert check([WARRANTY], "How long is the kettle's warranty?", "The kettle has a five-year warranty. [1]") == [
+        (False, "number 5")]
+    assert check([WARRANTY], "How long is the kettle's warranty?", "Two years. [1]") == [(True, "")]
+
+
+def test_numbers_in_words_digits_and_chinese_numerals() -> None:
+    assert numbers("1,800 yuan, 6.2 kg, a two-year warranty, 3.5 km") == {1800.0, 6.2, 2.0, 3.5}
+    assert numbers("一千八百元，一八四八年，二十五天，十二个月，两天") == {1800.0, 1848.0, 25.0, 12.0, 2.0}
+    assert numbers("这是一家酒店") == set()  # 一 as an article is no number
+    assert han_number("二十") == 20 and han_number("一万二千") == 12000 and han_number("十") == 10
+
+
+def test_names_must_be_in_the_cited_source() -> None:
+    verdict = check([PURIFIER], "Who designed the Breeze AP-50?", "The Breeze AP-50 was designed by David Smith. [1]")
+    assert verdict == [(False, "name David")]
+
+
+def test_a_claim_about_something_else_is_not_support() -> None:
+    overview = HANDBOOK.split("## Overview")[1].split("## Getting")[0]
+    verdict = check([overview], "What is the price of the Aurora kettle?", "The price of the Aurora Smart Kettle is 1.7 litres. [1]")
+    assert verdict == [(False, "off the question")]
+
+
+def test_yes_and_no_must_agree_with_the_source() -> None:
+    assert check([WARRANTY], "Does the kettle have a warranty?", "No. [1]") == [(False, "yes/no")]
+    assert check([WARRANTY], "Does the kettle have a warranty?", "Yes. [1]") == [(True, "")]
+    vinegar = "Can I use vinegar to descale the kettle?"
+    assert check([HANDBOOK], vinegar, "No. [1]") == [(True, "")]
+    assert check([HANDBOOK], vinegar, "Yes. [1]") == [(False, "yes/no")]
+
+
+def test_declines_are_not_claims_but_a_source_sentence_saying_not_cover_is() -> None:
+    checked = SupportChecker([WARRANTY], "Is limescale damage covered?").check("The documents do not cover this.")
+    assert checked.declined and checked.claims == []
+    checked = SupportChecker([WARRANTY], "Is limescale damage covered?").check(
+        "The warranty does not cover damage from limescale. [1]")
+    assert not checked.declined and checked.supported_share == 1.0
+    assert SupportChecker([FAQ_ZH], "公司有食堂吗？").check("资料中没有提到这一点。").declined
+
+
+def test_chinese_answer_is_checked_on_its_characters() -> None:
+    assert check([FAQ_ZH], "每年有多少天年假？", "每年有二十天年假。[1]") == [(True, "")]
+    assert check([FAQ_ZH], "每年有多少天年假？", "每年有三十天年假。[1]") == [(False, "number 30")]
+
+
+def test_citation_markers_stay_with_their_sentence() -> None:
+    assert answer_sentences("It is 330 m tall. [2] It opened in 1889. [1]") == ["It is 330 m tall. [2]", "It opened in 1889. [1]"]
+
+
+def test_only_the_cited_source_counts() -> None:
+    checked = SupportChecker([PURIFIER, WARRANTY], "How long is the kettle's warranty?").check("A five-year warranty. [2]")
+    assert checked.sentences[0].supported is False  # "five" is in source 1, not in the cited source 2
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("How long is the kettle's warranty?", "The AK-200 has a two-year warranty from the date of purchase."),
+    ("For how many hours can the kettle keep water warm?", "After boiling, the kettle can hold the water at the"),
+])
+def test_best_sentence_for_the_question(question: str, expected: str) -> None:
+    assert best_sentences(question, [HANDBOOK], limit=1)[0][1].startswith(expected)
