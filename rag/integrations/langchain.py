@@ -346,7 +346,16 @@ class _RemoteDocuments:
             self.client.delete_document(kb, doc_id)
 
     def text(self, kb: str, doc_id: str) -> str:
-        return "\n\n".join(chunk["text"] for chunk in self.client.document_chunks(kb, doc_id))
+        from rag.client import RagApiError
+
+        try:
+            chunks = self.client.document_chunks(kb, doc_id)
+        except RagApiError as exc:
+            if exc.status in (404, 405) and exc.code in ("not_found", "method_not_allowed"):  # no such route
+                raise NotImplementedError("get_by_ids needs the server's GET /api/kbs/{kb}/documents/{doc_id}/chunks "
+                                          "route, which this server does not have") from exc
+            raise
+        return "\n\n".join(str(chunk["text"]) for chunk in chunks)
 
     def metadata(self, kb: str, hit: HitOut) -> dict[str, Any] | None:
         return None
