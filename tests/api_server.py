@@ -44,7 +44,10 @@ class RunningServer:
         deadline = time.monotonic() + timeout
         body: dict[str, object] = {}
         while time.monotonic() < deadline:
-            response = requests.get(f"{self.base_url}/readyz", headers=headers, timeout=10)
+            try:
+                response = requests.get(f"{self.base_url}/readyz", headers=headers, timeout=10)
+            except requests.Timeout:  # model loading can hold the interpreter for a while on a busy machine
+                continue
             body = response.json()
             if response.status_code == 200:
                 return body

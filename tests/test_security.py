@@ -216,6 +216,10 @@ def test_config_errors_never_echo_secret_values(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "api_keys" in result.stderr and "llm.api_key" in result.stderr
     assert "k3y-sekrit-0192" not in result.stderr and "sk-live-abcdef" not in result.stderr
+    config.write_text('api_keys: "k3y-sekrit-0192:admin\nserver: [\n', encoding="utf-8")  # not YAML at all
+    broken = subprocess.run([str(rag), "kb", "list"], env=environment, capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 1 and "not valid YAML at line" in broken.stderr
+    assert "k3y-sekrit-0192" not in broken.stderr
 
 
 # -- bounded requests ----------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def _events(service: RagService, body: OpenAIChatRequest, messages: list[ChatMes
     yield ChatEvent("done")
 
 
-@router.post("/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True,
+@router.post("/chat/completions", response_model=ChatCompletion,
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "a completion, or with stream=true OpenAI's chunk stream"}})
 async def chat_completions(body: OpenAIChatRequest, request: Request, state: ApiState = Depends(api_state),

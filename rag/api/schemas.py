@@ -166,8 +166,9 @@ class HitOut(BaseModel):
     page: int | None
     text: str
     score: float
-    heading: str | None = None
-    explain: dict[str, Any] | None = None
+    # Left out when absent; `page` is always there (null where the format has none), as the contract says.
+    heading: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    explain: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class SearchResponse(BaseModel):
@@ -282,8 +283,9 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
-    sources: list[CitationOut] | None = Field(default=None, description="kb: models: the passages cited")
-    grounded: bool | None = None
+    sources: list[CitationOut] | None = Field(default=None, description="kb: models: the passages cited",
+                                              exclude_if=lambda value: value is None)
+    grounded: bool | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class ModelCard(BaseModel):

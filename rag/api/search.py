@@ -14,7 +14,7 @@ from rag.api.state import ApiState, api_state
 router = APIRouter(prefix="/api/kbs/{kb}", tags=["search"])
 
 
-@router.post("/search", response_model=SearchResponse, response_model_exclude_none=True)
+@router.post("/search", response_model=SearchResponse)
 def search(kb: KBName, body: SearchRequest, state: ApiState = Depends(api_state),
            _: Principal = Depends(requires(Role.reader))) -> SearchResponse:
     check_question(body.query, state.settings.server, "query")
