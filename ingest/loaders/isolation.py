@@ -88,6 +88,8 @@ class IsolatedLoader:
                     self.close()
                     raise TimedOut(f"took longer than {limits.timeout_s:g} s (the per-file time budget)")
                 reply, _ = recv_frame(process.stdout)
+                if reply.get("kind") == OutOfMemory.__name__:
+                    self.close()  # the worker exits after such a file; the next one must not find it half gone
             except (EOFError, OSError, ValueError) as exc:
                 self.close()
                 raise CorruptFile(

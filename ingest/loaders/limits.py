@@ -116,10 +116,11 @@ def too_deep(kind: str) -> TooLarge:
     return TooLarge(f"{kind} nests deeper than {active_limits().max_depth} levels, the nesting limit (ingest.max_depth)")
 
 
-def text_too_large(size: int, what: str = "extracted text") -> TooLarge:
+def text_too_large(size: int, what: str = "extracted text", partial: bool = False) -> TooLarge:
+    """``partial``: counting stopped at the limit, so ``size`` is a lower bound."""
     limit = active_limits().max_text_bytes
-    return TooLarge(f"{what} is {'at least ' if size > limit else ''}{size / MB:.1f} MB, over the "
-                    f"{limit / MB:g} MB limit on text per document (ingest.max_text_mb)")
+    return TooLarge(f"{what} is {'at least ' if partial else ''}{size / MB:.3g} MB, over the "
+                    f"{limit / MB:.4g} MB limit on text per document (ingest.max_text_mb)")
 
 
 def check_text_size(sections: Iterable[Section]) -> None:
@@ -142,5 +143,5 @@ class TextBudget:
     def take(self, text: str) -> str:
         self.used += len(text) + 1
         if self.used > self.limit:
-            raise text_too_large(self.used, self.what)
+            raise text_too_large(self.used, self.what, partial=True)
         return text

@@ -55,6 +55,12 @@ def load_pdf(data: bytes, path: Path) -> list[Section]:
                 sections.append(section)
         sections.extend(Section(text=table, page=number, is_table=True) for table in page_tables)
     if not sections:
+        from ingest.loaders.ocr import tesseract_path
+
+        if scanned and tesseract_path() is None:  # say which: OCR is absent, not blind
+            from ingest.loaders.converters import MissingTool
+
+            raise MissingTool("PDF has no text layer and OCR is not installed (tesseract); run `make system-deps`")
         raise EmptyFile("PDF has no text layer and OCR found no text")
     return sections
 

@@ -62,7 +62,7 @@ def check_expansion(value: Any, kind: str) -> None:
             size += item_size + (len(str(name)) if isinstance(node, dict) and item_size else 0)
             height = max(height, item_height + 1)
             if size > limits.max_text_bytes:
-                raise text_too_large(size, f"{kind} expands to text that")
+                raise text_too_large(size, f"{kind} expands to text that", partial=True)
         open_nodes.discard(key)
         sizes[key] = size, height
         return size, height
