@@ -143,6 +143,8 @@ class KBFiles:
             for path in self.deletes.iterdir():
                 if path.name not in deletes:
                     path.unlink(missing_ok=True)
+        for legacy in self.root.glob("gen-*"):  # snapshot folders of the engine before segments
+            shutil.rmtree(legacy, ignore_errors=True)
 
 
 class _Lock:
