@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test test-fast lint format demo clean system-deps
+.PHONY: install run test test-fast lint format demo clean system-deps format-deps run-deps
 
 install: $(STAMP)
 
@@ -24,11 +24,25 @@ $(STAMP): pyproject.toml
 
 # Debian packages the browser tests need (headless Chromium), OCR (Tesseract zh+en), legacy Office conversion
 # (LibreOffice) and a CJK font for the generated test corpus; each line is skipped when already present.
-system-deps:
+system-deps: format-deps
 	@{ command -v chromium && test -d /usr/share/fonts/opentype/noto; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null; }
-	@{ command -v tesseract && command -v soffice && test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui fonts-wqy-microhei >/dev/null; }
 
-run: install
+# What the formats need: Tesseract (OCR of scans and pictures, zh + en) and LibreOffice (doc, ppt, xls).
+FORMAT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui fonts-wqy-microhei
+format-deps:
+	@{ command -v tesseract && command -v soffice && test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(FORMAT_PACKAGES) >/dev/null; }
+
+# `make run` installs them where it can (root, or password-less sudo, and apt); elsewhere it serves anyway
+# and says once which formats stay off and the one command that turns them on.
+run-deps:
+	@{ command -v tesseract && command -v soffice; } >/dev/null 2>&1 && exit 0; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory format-deps || true; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo $(MAKE) --no-print-directory format-deps || true; fi; \
+	off=""; command -v tesseract >/dev/null 2>&1 || off="OCR (scanned PDF pages, png/jpg/tiff/heic pictures)"; \
+	command -v soffice >/dev/null 2>&1 || off="$${off:+$$off; }legacy Office (doc, ppt, xls)"; \
+	[ -z "$$off" ] || echo "NOTE: serving without $$off: those files are reported as failed. Turn them on with: sudo make format-deps"
+
+run: install run-deps
 	$(BIN)/rag demo --if-missing
 	$(BIN)/rag serve
 
