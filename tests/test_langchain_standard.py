@@ -61,20 +61,11 @@ class TestRemoteRetrieverStandard(RetrieversIntegrationTests):
         return "Which hotel is next to the Daci Temple?"
 
 
-@pytest.fixture(scope="module")
-def vector_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from rag.config import load_settings
-    from rag.service import RagService
-
-    service = RagService(load_settings(home=tmp_path_factory.mktemp("lc-vectorstore") / "home"))
-    yield service
-    service.catalog.close()
-
-
 class TestLocalVectorStoreStandard(VectorStoreIntegrationTests):
     @pytest.fixture
-    def vectorstore(self, vector_service: Any) -> Iterator[KnowledgeBaseVectorStore]:  # type: ignore[override]
+    def vectorstore(self, sample_kb: tuple[Any, str, Path]) -> Iterator[KnowledgeBaseVectorStore]:  # type: ignore[override]
+        service = sample_kb[0]  # the session's service: its models are loaded already
         kb = f"lc-{uuid.uuid4().hex[:8]}"
-        store = KnowledgeBaseVectorStore.local(kb=kb, service=vector_service)  # creates the KB
+        store = KnowledgeBaseVectorStore.local(kb=kb, service=service)  # creates the empty KB
         yield store
-        vector_service.delete_kb(kb)
+        service.delete_kb(kb)
