@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import io
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ def ecosystem_server() -> EcosystemServer:
         return _shared
     root = Path(tempfile.mkdtemp(prefix="rag-ecosystem-"))
     running = start_server(root / "home", env={"RAG_API_KEYS": KEYS})
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # runs after the stop below (LIFO)
     atexit.register(running.stop)
     base, headers = running.base_url, _bearer(ADMIN)
     for name, files in ((KB, SAMPLE_DOCS), (OTHER_KB, {"other/notes.txt": "The other KB: parking rules. "
