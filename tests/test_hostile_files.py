@@ -29,9 +29,11 @@ from tests.office_files import docx_bytes
 
 RAG = str(Path(sys.executable).with_name("rag"))
 
-# Stated bounds (measured on 2 shared cores, see docs/limits.md: ingest process ~440 MB, parser worker
-# ~630 MB, both together ~940 MB, ~110 s). The worker's data segment is capped at 2 GB (max_parser_memory_mb).
-MAX_INGEST_RSS_MB = 1024
+# Stated bounds (measured on 2 shared cores, see docs/limits.md: ingest process 440-970 MB, parser worker
+# ~630 MB, both together 940-1490 MB, 90-110 s). The worker's data segment is capped at 2 GB
+# (max_parser_memory_mb); the ingest process holds the embedding models, the documents parsed ahead and
+# the index writer's segments.
+MAX_INGEST_RSS_MB = 1536
 MAX_ANY_PROCESS_RSS_MB = 2560
 MAX_TREE_RSS_MB = 3072
 MAX_WALL_S = 400
@@ -151,6 +153,19 @@ def test_hostile_corpus_ingests_with_every_file_explained_and_memory_bounded(tmp
     assert not any("root:x:0" in hit["text"] for hit in leaked["hits"])
 
 
+def test_settings_reach_the_parser_and_the_splitter() -> None:
+    from rag.config import IngestSettings
+    from rag.service import load_limits
+
+    limits = load_limits(IngestSettings(max_text_mb=0.5, max_depth=7, max_pages=9, max_archive_members=11,
+                                        max_uncompressed_mb=2, max_compression_ratio=30, max_parser_memory_mb=512,
+                                        parse_timeout_s=12))
+    assert (limits.max_text_bytes, limits.max_depth, limits.max_pages, limits.max_archive_members) == (1 << 19, 7, 9, 11)
+    assert (limits.max_uncompressed_bytes, limits.max_compression_ratio, limits.timeout_s) == (2 << 20, 30, 12)
+    assert limits.max_parser_memory_bytes == 512 << 20
+
+
+@pytest.mark.slow
 def test_limits_set_in_the_environment_fail_files_through_the_cli(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
