@@ -93,14 +93,34 @@ def _principal(state: ApiState, authorization: str | None) -> Principal | JSONRe
     return principal
 
 
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` inlined, to declare a body the route reads itself."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
+
+
 @router.post("/retrieval", response_model=DifyRetrievalResponse,
-             responses={403: {"model": DifyError}, 404: {"model": DifyError}, 422: {"model": DifyError}})
+             responses={403: {"model": DifyError}, 404: {"model": DifyError}, 422: {"model": DifyError}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": _inline_schema(DifyRetrievalRequest)}}}})
 async def retrieval(request: Request) -> Any:
     """Dify's External Knowledge API (register this server's root URL as the endpoint in Dify).
 
     Body: `{"knowledge_id": KB, "query", "retrieval_setting": {"top_k", "score_threshold"},
     "metadata_condition"?: {"logical_operator": "and"|"or", "conditions": [{"name", "comparison_operator",
-    "value"}]}}`; it is read after the key is checked, so it is not declared as a typed body here.
+    "value"}]}}`; it is read after the key is checked (a bad key is a 403 whatever the body).
     """
     state: ApiState = request.app.state.api
     who = _principal(state, request.headers.get("authorization"))
@@ -109,7 +129,7 @@ async def retrieval(request: Request) -> Any:
     request.state.principal = who  # the audit log names who asked
     try:
         body = DifyRetrievalRequest.model_validate(json.loads(await request.body() or b"null"))
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
         return _error(422, 422, _describe(exc))
     if not who.may_use(body.knowledge_id) or who.role < Role.reader:
         return _error(403, AUTH_FAILED, f"Authorization failed: this API key may not use '{body.knowledge_id}'.")
