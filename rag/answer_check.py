@@ -154,20 +154,17 @@ class SupportChecker:
         "The price of the Aurora kettle is 1.7 litres" rests on a sentence about its size, with no price."""
         if not self.question or self.min_question_coverage <= 0 or detect_language(claim) != detect_language(self.question):
             return True
-        wanted = list(dict.fromkeys(coverage_terms(self.question)))
+        wanted = set(coverage_terms(self.question))
+        claim_tokens = set(coverage_terms(claim)) - _ANSWER_WORDS
+        if not claim_tokens - wanted and (_YES.match(claim) or _NO.match(claim)):
+            return True  # a bare yes/no: checked against the question's key sentences already
         sentences = [s for text in evidence for s in source_sentences(text)]
         if not wanted or not sentences:
             return True
-        claim_tokens = set(coverage_terms(claim)) - _ANSWER_WORDS
-        if not claim_tokens - set(wanted) and (_YES.match(claim) or _NO.match(claim)):
-            return True  # a bare yes/no: checked against the question's key sentences already
         token_sets = [set(coverage_terms(s)) for s in sentences]
-        counts = {t: sum(t in tokens for tokens in token_sets) for t in claim_tokens | set(wanted)}
-        weights = {t: 1.0 / (1 + counts[t]) for t in counts}  # a word no sentence holds weighs most
+        weights = _rarity(claim_tokens | wanted, token_sets)
         anchor = max(range(len(sentences)), key=lambda i: sum(weights[t] for t in claim_tokens & token_sets[i]))
-        window = set().union(*token_sets[max(anchor - 1, 0): anchor + 2])  # its neighbours name the subject too
-        covered = sum(weights[t] for t in wanted if t in window) / sum(weights[t] for t in wanted)
-        return covered >= self.min_question_coverage
+        return _window_coverage(wanted, token_sets, anchor, weights) >= self.min_question_coverage
 
     def _worded_like(self, claim: str, evidence: list[str]) -> bool:
         question_tokens = set(default_tokenizer(self.question))
@@ -185,6 +182,26 @@ class SupportChecker:
         candidates = [s for text in evidence for s in source_sentences(text)]
         vectors = self.embed([claim, *candidates])
         return bool(candidates) and float(np.max(vectors[1:] @ vectors[0])) >= self.min_similarity
+
+
+def question_coverage(question: str, sources: Sequence[str], sentence: str) -> float:
+    """Share of the question's words (rarer ones weigh more) in ``sentence`` and its neighbours."""
+    wanted = set(coverage_terms(question))
+    sentences = [s for text in sources for s in source_sentences(text)]
+    if not wanted or sentence not in sentences:
+        return 0.0
+    token_sets = [set(coverage_terms(s)) for s in sentences]
+    return _window_coverage(wanted, token_sets, sentences.index(sentence), _rarity(wanted, token_sets))
+
+
+def _rarity(terms: set[str], token_sets: list[set[str]]) -> dict[str, float]:
+    """1 / (1 + sentences holding the word): a word no sentence holds weighs most."""
+    return {t: 1.0 / (1 + sum(t in tokens for tokens in token_sets)) for t in terms}
+
+
+def _window_coverage(wanted: set[str], token_sets: list[set[str]], anchor: int, weights: dict[str, float]) -> float:
+    window = set().union(*token_sets[max(anchor - 1, 0): anchor + 2])  # its neighbours name the subject too
+    return sum(weights[t] for t in wanted if t in window) / sum(weights[t] for t in wanted)
 
 
 def coverage_terms(text: str) -> list[str]:

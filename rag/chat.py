@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from rag.answer_check import CheckedAnswer, Embed, SentenceCheck, SupportChecker, best_sentences
+from rag.answer_check import (
+    CheckedAnswer,
+    Embed,
+    SentenceCheck,
+    SupportChecker,
+    best_sentences,
+    question_coverage,
+)
 from rag.errors import InvalidInput
 from rag.evidence import CITATION_MARKER, Quote, squash, supporting_quotes
 from rag.gate import GateThresholds, Relevance, attainable_bm25, judge, term_scorer
@@ -249,8 +256,7 @@ def fallback_quotes(service: RagService, prepared: PreparedAnswer, embed: Embed 
     ranked = best_sentences(prepared.question, texts, limit=settings.fallback_quotes, embed=embed)
     if not ranked:
         return []
-    lexical = best_sentences(prepared.question, texts, limit=1)
-    covered = bool(lexical) and lexical[0][2] >= settings.fallback_min_coverage
+    covered = question_coverage(prepared.question, texts, ranked[0][1]) >= settings.fallback_min_coverage
     if not covered:
         across = [hit for hit in prepared.sources if detect_language(hit.text) != prepared.language]
         if embed is None or not across:
@@ -278,19 +284,24 @@ def stream_answer(
                              settings.support_min_question_coverage, term_scorer(service.index.reader(kb)))
     buffer, pieces, checked = SentenceBuffer(), [], CheckedAnswer()
     shown: list[str] = []
+    spacing = [""]  # white space after the last shown sentence, sent only if another sentence follows
+
+    def show(text: str) -> Iterator[ChatEvent]:
+        body = text.rstrip()
+        piece = (spacing[0] + body) if shown else body.lstrip()
+        spacing[0] = text[len(body):]
+        shown.append(piece)
+        yield ChatEvent("token", text=piece)
 
     def take(sentence: str) -> Iterator[ChatEvent]:
         if not CITATION_MARKER.sub("", sentence).strip():  # markers alone: they belong to the sentence before
             if shown and checked.sentences and checked.sentences[-1].supported:
-                shown.append(sentence)
-                yield ChatEvent("token", text=sentence)
+                yield from show(sentence)
             return
         result = checker.check_sentence(sentence.strip())
         checked.sentences.append(result)
         if result.supported:
-            text = sentence if shown else sentence.lstrip()
-            shown.append(text)
-            yield ChatEvent("token", text=text)
+            yield from show(sentence)
 
     for piece in service.chat_model.stream(prepared.messages, generation_params(service, options.params)):
         pieces.append(piece)
@@ -299,7 +310,7 @@ def stream_answer(
     for sentence in buffer.close():
         yield from take(sentence)
     generated = "".join(pieces).strip()
-    text = "".join(shown).rstrip()
+    text = "".join(shown)
     grounded, fallback, quotes = True, False, []
     if not text:
         chosen = fallback_quotes(service, prepared, embed)
