@@ -99,6 +99,25 @@ def docx_lying_sizes(inflated_mb: int = 64) -> bytes:
     return bytes(data)
 
 
+def docx_entity_bomb() -> bytes:
+    """A real DOCX whose body XML declares billion-laughs entities and uses the last one in a paragraph."""
+    from tests.office_files import docx_bytes
+
+    entities = "".join(['<!ENTITY lol "lol">'] + [
+        f'<!ENTITY lol{level} "{(f"&lol{level - 1};" if level > 1 else "&lol;") * 10}">' for level in range(1, 10)])
+    source = zipfile.ZipFile(io.BytesIO(docx_bytes(["Quarterly report text"])))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "word/document.xml":
+                declaration, body = data.split(b"?>", 1)
+                body = body.replace(b"Quarterly report text", b"Quarterly &lol9; text")
+                data = declaration + b"?>" + f"<!DOCTYPE w:document [{entities}]>".encode() + body
+            archive.writestr(member, data)
+    return buffer.getvalue()
+
+
 def xlsx_many_members(members: int = 12_000) -> bytes:
     """An XLSX-shaped zip with more members than any real workbook has."""
     buffer = io.BytesIO()
@@ -238,6 +257,7 @@ def hostile_files() -> dict[str, tuple[bytes, str]]:
         "billion_laughs.xml": (xml_billion_laughs(), "XML entity expansion (10^9 'lol's)"),
         "external_entity.xml": (xml_external_entity(), "XML external entity naming /etc/passwd"),
         "zip_bomb.docx": (docx_zip_bomb(), "DOCX part inflating 1000x to 200 MB"),
+        "entity_bomb.docx": (docx_entity_bomb(), "DOCX body declaring billion-laughs XML entities"),
         "lying_sizes.docx": (docx_lying_sizes(), "DOCX part whose headers understate its size"),
         "many_members.xlsx": (xlsx_many_members(), "XLSX zip with 12,000 members"),
         "zip_bomb.epub": (epub_zip_bomb(), "EPUB chapter inflating 1000x to 200 MB"),
