@@ -117,7 +117,7 @@ class JobAccepted(BaseModel):
 
 
 class SyncRequest(Request):
-    source: str = Field(min_length=1, max_length=4096,
+    source: str = Field(min_length=1, max_length=4096, json_schema_extra={"pattern": "^/"},
                         description="an absolute path of a folder inside one of server.sync_roots")
 
 
