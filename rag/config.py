@@ -87,11 +87,12 @@ class RetrievalSettings(BaseModel):
     # share of what the query could score at best, or a dense cosine of at least its embedding space's
     # threshold ("model@language" or "model"; other models: min_similarity). Calibrated on
     # benchmarks/data/qa (docs/evaluation.md: false declines and false answers).
-    min_bm25_share: float = Field(default=0.5, ge=0, le=1)
-    min_similarity_by_model: dict[str, float] = {"minilm": 0.4, "usem3": 0.35}
+    # "usem3@en": the multilingual model over English chunks, i.e. a Chinese question reaching them.
+    min_bm25_share: float = Field(default=0.6, ge=0, le=1)
+    min_similarity_by_model: dict[str, float] = {"minilm": 0.375, "usem3": 0.4, "usem3@en": 0.3, "usem3@zh": 0.3}
     min_similarity: float = 0.3
     # "Strong" retrieval (a quoted fallback when the model declines): this share, or cosine ≥ threshold + margin.
-    strong_bm25_share: float = Field(default=0.7, ge=0, le=1)
+    strong_bm25_share: float = Field(default=0.75, ge=0, le=1)
     strong_similarity_margin: float = 0.1
 
 

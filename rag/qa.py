@@ -202,8 +202,9 @@ class GateChoice:
 def calibrate_gate(results: Sequence[QAResult]) -> GateChoice:
     """Thresholds (BM25 share; cosine per embedding model) that best separate answerable from unanswerable.
 
-    Minimises false declines + false answers of the gate alone over ``results``; among equally good
-    choices the middle one, so that the thresholds sit between the two groups rather than on an edge.
+    Minimises 2 × false declines + false answers of the gate alone over ``results`` (a false decline
+    is final; a question let through still meets the model's decline and the support check); among
+    equally good choices the median of each threshold, so that they sit between the two groups.
     """
     models = sorted({space.rpartition("@")[0] or space for r in results for h in r.features.get("hits", [])
                      for space in h["similarity"]})
@@ -214,10 +215,13 @@ def calibrate_gate(results: Sequence[QAResult]) -> GateChoice:
         for combo in itertools.product(cosines, repeat=len(models)):
             thresholds = dict(zip(models, combo, strict=True))
             fd, fa = gate_rates(results, share, thresholds)
-            best.append((fd + fa, share, thresholds, fd, fa))
+            best.append((2 * fd + fa, share, thresholds, fd, fa))
     lowest = min(item[0] for item in best)
     optimal = [item for item in best if item[0] == lowest]
-    _, share, thresholds, fd, fa = optimal[len(optimal) // 2]
+    # Of equally good choices the median on each axis (within the optimal set): away from both edges.
+    share = sorted(item[1] for item in optimal)[len(optimal) // 2]
+    thresholds = {m: sorted(item[2][m] for item in optimal)[len(optimal) // 2] for m in models}
+    fd, fa = gate_rates(results, share, thresholds)
     return GateChoice(share, thresholds, fd, fa)
 
 
