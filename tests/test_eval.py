@@ -80,3 +80,14 @@ def test_metric_helpers() -> None:
     assert answer_f1("364.6公里", ["364.6公里"]) == 1.0
     assert 0 < answer_f1("大约364.6", ["364.6公里"]) < 1
     assert answer_f1("", ["x"]) == 0.0
+
+
+def test_exact_match_and_rouge_l_for_chinese_and_english() -> None:
+    from rag.evaluate import answer_em, answer_rouge_l
+
+    assert answer_em("364.6公里。[1]", ["364.6公里"]) and not answer_em("全长364.6公里", ["364.6公里"])
+    assert answer_rouge_l("364.6公里", ["364.6公里"]) == 1.0
+    # Characters are the tokens of Chinese: 4 of the answer's 8 characters are the gold's 4.
+    assert round(answer_rouge_l("全长大约二十公里", ["二十公里"]), 4) == round(2 * 1.0 * 0.5 / 1.5, 4)
+    assert round(answer_rouge_l("It takes 55 minutes. [1]", ["55 minutes"]), 4) == round(2 * 0.5 * 1 / 1.5, 4)
+    assert answer_rouge_l("", ["x"]) == 0.0
