@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rag.config import load_settings
-from rag.errors import RagError
+from rag.errors import InvalidInput, RagError
 from rag.indexing import IngestReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A local RAG knowledge assistant.")
@@ -172,7 +172,9 @@ def search(kb: KBOption, query: str,
 
 # -- eval -----------------------------------------------------------------------------------
 @app.command("eval")
-def evaluate(beir: Annotated[Path, typer.Option("--beir", help="A BEIR folder.")],
+def evaluate(beir: Annotated[Path | None, typer.Option("--beir", help="A BEIR folder.")] = None,
+             questions: Annotated[Path | None, typer.Option(
+                 "--questions", help="A question file (JSON lines, docs/evaluation.md) to ask of --kb.")] = None,
              split: Annotated[str, typer.Option(help="qrels split name.")] = "test",
              limit: Annotated[int | None, typer.Option(help="Evaluate the first N queries.")] = None,
              mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
@@ -182,7 +184,25 @@ def evaluate(beir: Annotated[Path, typer.Option("--beir", help="A BEIR folder.")
     """Retrieval (and answer) quality on a BEIR dataset: nDCG@10, Recall@10/100, MRR@10, latency."""
     from rag.evaluate import run_eval
 
+    if (beir is None) == (questions is None):
+        raise InvalidInput("give exactly one of --beir FOLDER and --questions FILE")
     svc = service()
+    if questions is not None:
+        from rag.qa import evaluate_questions
+
+        if not kb:
+            raise InvalidInput("--questions needs --kb NAME: the knowledge base to ask")
+        result = evaluate_questions(svc, kb, questions, limit=limit)
+        if as_json:
+            print_json(result)
+            return
+        table = Table("metric", "value")
+        for key, value in result.items():
+            if key != "categories":
+                table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        out.print(table)
+        return
+    assert beir is not None
     with progress_bar("indexing", not as_json and sys.stderr.isatty()) as update:
         result = run_eval(svc, beir, split=split, limit=limit, mode=mode, generate=generate, kb=kb,
                           progress=update)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.errors import InvalidInput
 from rag.evaluate import normalise_answer
+from rag.prompts import detect_language
 
 if TYPE_CHECKING:
     from rag.service import RagService
@@ -84,9 +85,11 @@ def load_questions(path: Path) -> list[QAQuestion]:
             continue
         try:
             record = json.loads(line)
-            question = QAQuestion(str(record["id"]), str(record["question"]), str(record.get("category", "en")),
-                                  str(record.get("kind", "fact")), tuple(record.get("answers") or ()),
-                                  record.get("doc"), record.get("yes_no"))
+            answers = record.get("answers") or ([record["answer"]] if record.get("answer") else [])
+            text = str(record["question"])
+            category = record.get("category") or (detect_language(text) if answers else "none")
+            question = QAQuestion(str(record.get("id", number)), text, str(category), str(record.get("kind", "fact")),
+                                  tuple(str(a) for a in answers), record.get("doc"), record.get("yes_no"))
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"{path}, line {number}: not a question record ({exc})") from exc
         if question.category not in CATEGORIES:
@@ -152,6 +155,14 @@ def summarise(results: Sequence[QAResult]) -> dict[str, Any]:
 def _share(values: Iterable[bool]) -> float | None:
     items = list(values)
     return round(sum(items) / len(items), 4) if items else None
+
+
+def evaluate_questions(service: RagService, kb: str, path: Path, limit: int | None = None) -> dict[str, Any]:
+    """`rag eval --questions FILE --kb NAME`: ask each question of the KB and score the answers."""
+    service.get_kb(kb)
+    questions = load_questions(path)[:limit] if limit else load_questions(path)
+    summary = summarise(run_questions(service, kb, questions))
+    return {"kb": kb, "questions_file": str(path), **summary}
 
 
 def build_kb(service: RagService, kb: str, folders: Sequence[Path]) -> None:
