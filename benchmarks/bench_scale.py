@@ -114,13 +114,16 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int) -> dict[s
                                BM25Params(params.bm25_method, params.bm25_k1, params.bm25_b),
                                DenseSettings(), background_merge=False, device=device)
 
-        def stage(writer: object, copy: int, i: int, vector: np.ndarray) -> None:
+        def item(copy: int, i: int, vector: np.ndarray) -> tuple[StagedDocument, list[IndexChunk]]:
             chunk = IndexChunk(0, f"{texts[i]} copy{copy}", None, None, "en", f"{copy}:{doc_ids[i]}",
                                tokens[i] + [f"copy{copy}"], {"minilm": vector})
             document = StagedDocument(doc_id=f"c{copy}-{doc_ids[i]}", source=f"c{copy}/{doc_ids[i]}.txt",
                                       path=None, format="txt", content_hash=f"{copy}", size=1, title=None,
                                       chunk_count=1)
-            writer.stage(document, [chunk])  # type: ignore[attr-defined]
+            return document, [chunk]
+
+        def stage(writer: object, copy: int, i: int, vector: np.ndarray) -> None:
+            writer.stage(*item(copy, i, vector))  # type: ignore[attr-defined]
 
         started = time.perf_counter()
         made = 0
@@ -130,9 +133,10 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int) -> dict[s
                 while made < end:
                     copy, first = divmod(made, len(texts))
                     vectors = noisy(base, copy)
-                    for i in range(first, min(len(texts), first + end - made)):
-                        stage(writer, copy, i, vectors[i])
-                        made += 1
+                    stop = min(len(texts), first + end - made)
+                    for at in range(first, stop, 256):  # staged as the indexer does, a batch at a time
+                        writer.stage_many([item(copy, i, vectors[i]) for i in range(at, min(stop, at + 256))])
+                    made += stop - first
                 writer.commit()
         build_s = time.perf_counter() - started
         reader = backend.reader("kb")

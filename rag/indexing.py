@@ -239,13 +239,11 @@ class Indexer:
     def _stage(self, writer: IndexWriter, pending: list[_Pending], report: IngestReport) -> None:
         items = [(c.language, c.text_hash, c.index_text) for p in pending for c in p.chunks]
         self.router.ensure(self.catalog, items)
-        for item in pending:
-            rows = [
-                IndexChunk(c.ordinal, c.text, c.heading, c.page, c.language, c.text_hash,
-                           default_tokenizer(c.index_text))
-                for c in item.chunks
-            ]
-            writer.stage(item.staged, rows)
+        staged = [(item.staged, [IndexChunk(c.ordinal, c.text, c.heading, c.page, c.language, c.text_hash,
+                                            default_tokenizer(c.index_text)) for c in item.chunks])
+                  for item in pending]
+        writer.stage_many(staged)  # one catalog transaction for the batch
+        for item, (_, rows) in zip(pending, staged, strict=True):
             if item.staged.failed:
                 continue
             report.formats[format_of(Path(item.staged.source))].indexed += 1

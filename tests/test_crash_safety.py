@@ -64,7 +64,7 @@ def test_kill_9_during_sync_leaves_a_usable_kb_and_the_next_sync_completes(tmp_p
         committed = reader.catalog.generation("crash")
         proc = subprocess.Popen([RAG, "sync", "--kb", "crash", str(folder), "--json"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # start-up loads two embedding models (cross-language)
         while proc.poll() is None and not writer_is_active(home / "catalog.sqlite", "crash", committed):
             assert time.monotonic() < deadline, f"seed {seed}: the sync never started writing"
             time.sleep(0.02)

@@ -123,11 +123,17 @@ class KBWriter:
 
     def stage(self, document: StagedDocument, chunks: list[IndexChunk]) -> None:
         """Stage a new version of a document (or its failure): invisible until ``commit``."""
-        if not document.failed:
-            self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [document.doc_id]))
-            ids = self.catalog.stage_chunks(self.kb, self.generation, document.doc_id, chunks)
-            self._rows[document.doc_id] = (ids, chunks)
-        self._staged.append(document)
+        self.stage_many([(document, chunks)])
+
+    def stage_many(self, items: list[tuple[StagedDocument, list[IndexChunk]]]) -> None:
+        """Stage several documents at once (one catalog transaction)."""
+        indexed = [(document, chunks) for document, chunks in items if not document.failed]
+        dead, ids = self.catalog.stage_documents(self.kb, self.generation,
+                                                 [(document.doc_id, chunks) for document, chunks in indexed])
+        self._dead.extend(dead)
+        for (document, chunks), chunk_ids in zip(indexed, ids, strict=True):
+            self._rows[document.doc_id] = (chunk_ids, chunks)
+        self._staged.extend(document for document, _ in items)
 
     def delete(self, doc_id: str) -> None:
         self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [doc_id]))
