@@ -34,7 +34,8 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 UI_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
           "img-src 'self' data: blob:; media-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
-          "frame-src 'self'; frame-ancestors 'self'; object-src 'none'; base-uri 'self'; form-action 'self'")
+          "worker-src 'self' blob:; frame-src 'self'; frame-ancestors 'self'; object-src 'none'; base-uri 'self'; "
+          "form-action 'self'")
 
 _UI_STATIC = ("/assets/", "/static/", "/svelte/")
 _UI_STATIC_FILES = ("/theme.css", "/favicon.ico", "/manifest.json", "/robots.txt")
