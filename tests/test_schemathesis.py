@@ -32,16 +32,18 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     if request.param == "keys":
         env["RAG_API_KEYS"] = f"{ADMIN_KEY}:admin::schemathesis"
     running = start_server(tmp_path_factory.mktemp(f"st-{request.param}") / "home", env)
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"} if request.param == "keys" else {}
-    running.wait_ready(headers=headers)
-    base = running.base_url
-    assert requests.post(f"{base}/api/kbs", json={"name": "notes"}, headers=headers, timeout=30).status_code == 201
-    uploaded = requests.post(f"{base}/api/kbs/notes/documents", headers=headers, timeout=30,
-                             files=[("files", ("shift.md", io.BytesIO(b"# Shifts\n\nThe night shift starts at ten.")))])
-    assert wait_for_job(base, uploaded.json()["job_id"], headers=headers)["status"] == "succeeded"
-    running.keyed = request.param == "keys"  # type: ignore[attr-defined]
-    yield running
-    running.stop()
+    try:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"} if request.param == "keys" else {}
+        running.wait_ready(headers=headers)
+        base = running.base_url
+        assert requests.post(f"{base}/api/kbs", json={"name": "notes"}, headers=headers, timeout=30).status_code == 201
+        uploaded = requests.post(f"{base}/api/kbs/notes/documents", headers=headers, timeout=30, files=[
+            ("files", ("shift.md", io.BytesIO(b"# Shifts\n\nThe night shift starts at ten.")))])
+        assert wait_for_job(base, uploaded.json()["job_id"], headers=headers)["status"] == "succeeded"
+        running.keyed = request.param == "keys"  # type: ignore[attr-defined]
+        yield running
+    finally:
+        running.stop()
 
 
 def run_schemathesis(server: RunningServer, workdir: Path, headers: dict[str, str]) -> tuple[int, str]:
