@@ -62,11 +62,13 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def keyed(layout: dict[str, Path]) -> Iterator[RunningServer]:
     # The keys are in the config file; the log goes outside the sync root.
     running = start_server(layout["home"], config=layout["config"], log_dir=layout["base"])
-    for kb in ("alpha", "beta"):
-        created = requests.post(f"{running.base_url}/api/kbs", json={"name": kb}, headers=auth("admin"), timeout=30)
-        assert created.status_code == 201, created.text
-    yield running
-    running.stop()
+    try:
+        for kb in ("alpha", "beta"):
+            created = requests.post(f"{running.base_url}/api/kbs", json={"name": kb}, headers=auth("admin"), timeout=30)
+            assert created.status_code == 201, created.text
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +80,11 @@ def keyless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         "RAG_SERVER__MAX_EMBEDDING_TOKENS": "50",
         "RAG_SERVER__MAX_REQUEST_MB": "0.05",
     })
-    assert requests.post(f"{running.base_url}/api/kbs", json={"name": "k"}, timeout=30).status_code == 201
-    yield running
-    running.stop()
+    try:
+        assert requests.post(f"{running.base_url}/api/kbs", json={"name": "k"}, timeout=30).status_code == 201
+        yield running
+    finally:
+        running.stop()
 
 
 # -- server folders ----------------------------------------------------------------------------
