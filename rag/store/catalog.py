@@ -349,7 +349,9 @@ class Catalog:
         marks = ",".join("?" * len(ids))
         rows = self.db.execute(
             f"SELECT c.*, d.source FROM chunks c JOIN documents d ON d.kb=c.kb AND d.doc_id=c.doc_id "
-            f"WHERE c.kb=? AND c.id IN ({marks}) AND c.added_gen<=? AND (c.deleted_gen IS NULL OR c.deleted_gen>?)",
+            # "+c.kb", "+c.added_gen": look the ids up by primary key. Left to itself SQLite walks
+            # chunks_by_gen, every chunk of the KB, on each search (140 ms at 100k chunks).
+            f"WHERE +c.kb=? AND c.id IN ({marks}) AND +c.added_gen<=? AND (c.deleted_gen IS NULL OR c.deleted_gen>?)",
             (kb, *ids, generation, generation),
         ).fetchall()
         return {row["id"]: self._chunk_row(row) for row in rows}
