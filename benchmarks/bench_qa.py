@@ -27,6 +27,27 @@ QA_DIR = ROOT / "benchmarks" / "data" / "qa"
 sys.path.insert(0, str(ROOT))
 
 
+class ReplayModel:
+    """Says, for each question, what the real model said in an earlier run (its --details file)."""
+
+    name = "replay"
+    context_window = 4096
+
+    def __init__(self, details: Path) -> None:
+        self.texts = {}
+        for line in details.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            self.texts[record["question"]] = record["model_text"]
+
+    def stream(self, messages, params):  # type: ignore[no-untyped-def]
+        prompt = messages[-1]["content"]
+        question = max((q for q in self.texts if q in prompt), key=len, default=None)
+        yield self.texts.get(question, "") if question else ""
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 3 + 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=Path, default=QA_DIR / "questions.jsonl")
@@ -37,6 +58,8 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="fit the gate on odd ids, check on even ids")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--details", type=Path, help="write every question's result here (JSON lines)")
+    parser.add_argument("--replay", type=Path, help="a --details file: answer with the model texts it recorded "
+                        "(no LLM), to measure the support check, fallback and gate on the same model outputs")
     args = parser.parse_args()
 
     from rag.config import load_settings
@@ -52,6 +75,8 @@ def main() -> None:
         started = time.perf_counter()
         build_kb(service, args.kb, [ROOT / "samples", QA_DIR / "docs"])
         ingest_s = time.perf_counter() - started
+        if args.replay:
+            service.__dict__["chat_model"] = ReplayModel(args.replay)  # the cached_property's slot
         results = run_questions(service, args.kb, questions, generate=not args.retrieval_only)
         service.catalog.close()
     summary = summarise(results)

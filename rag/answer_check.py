@@ -65,9 +65,10 @@ _ANSWER_WORDS = frozenset({"yes", "no", "not", "never", "cannot", "can", "can't"
 _QUESTION_WORDS = frozenset({"long", "mani", "much", "often", "far", "old", "larg", "big", "kind", "way", "get",
                              "need", "tell", "know", "happen", "mean", "make", "use", "take", "possibl",
                              "多少", "多久", "多长", "几", "什么", "怎么", "怎样", "如何", "哪里", "哪儿", "吗", "呢"})
+_LIST_NUMBER = re.compile(r"\(?\d{1,2}[.)、]?|[-*•]")
 _LEADING_MARKERS = re.compile(r"\s*(?:\[\d{1,2}\]\s*)+")
 _HAN_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
-_HAN_STOP = frozenset("的了是在有和就不也都很到要会着吗呢吧啊与及或其之为以于而被把对从由等该并但向所个中什么哪些怎样如何多少几请")
+_HAN_STOP = frozenset("的了是在有和就不也都很到要会着吗呢吧啊与及或其之为以于而被把对从由等该并但向所个中什么哪些怎样如何多少几请久钱")
 _OPENING_BONUS = 0.15
 _FIGURE_BONUS = 0.3
 _YES = re.compile(r"^\s*(yes|是的|是|对|可以|有)\b", re.IGNORECASE)
@@ -118,6 +119,7 @@ class SupportChecker:
     embed: Embed | None = None
     min_question_coverage: float = 0.5
     term_weight: TermWeight | None = None  # a word's weight in the whole KB (BM25), None: unknown
+    headings: Sequence[str] = ()  # each source's heading path (document title > section), beside ``sources``
 
     def check(self, answer: str) -> CheckedAnswer:
         return CheckedAnswer([self.check_sentence(s) for s in answer_sentences(answer)])
@@ -125,13 +127,17 @@ class SupportChecker:
     def check_sentence(self, sentence: str) -> SentenceCheck:
         cited = tuple(dict.fromkeys(int(n) for n in CITATION_MARKER.findall(sentence) if 1 <= int(n) <= len(self.sources)))
         claim = CITATION_MARKER.sub("", sentence).strip()
+        if _LIST_NUMBER.fullmatch(claim):  # "1." of a numbered list: markup, not a claim
+            return SentenceCheck(sentence, cited, True)
         if DECLINE_PATTERNS.search(claim):
             return SentenceCheck(sentence, cited, False, decline=True)
-        evidence = [self.sources[n - 1] for n in cited] or list(self.sources)
-        reason = self._unsupported(claim, evidence)
+        numbers_cited = list(cited) or list(range(1, len(self.sources) + 1))
+        evidence = [self.sources[n - 1] for n in numbers_cited]
+        context = [self.headings[n - 1] if n - 1 < len(self.headings) else "" for n in numbers_cited]
+        reason = self._unsupported(claim, evidence, context)
         return SentenceCheck(sentence, cited, reason == "", reason=reason)
 
-    def _unsupported(self, claim: str, evidence: list[str]) -> str:
+    def _unsupported(self, claim: str, evidence: list[str], context: list[str]) -> str:
         joined = "\n".join(evidence)
         allowed = numbers(joined) | numbers(self.question)
         for number in sorted(numbers(claim) - allowed):
@@ -145,11 +151,11 @@ class SupportChecker:
             return "yes/no"
         if not self._worded_like(claim, evidence):
             return "wording"
-        if not self._about_the_question(claim, evidence):
+        if not self._about_the_question(claim, evidence, context):
             return "off the question"
         return ""
 
-    def _about_the_question(self, claim: str, evidence: list[str]) -> bool:
+    def _about_the_question(self, claim: str, evidence: list[str], context: list[str]) -> bool:
         """The source sentence the claim rests on must hold the question's subject, not only the claim's words:
         "The price of the Aurora kettle is 1.7 litres" rests on a sentence about its size, with no price."""
         if not self.question or self.min_question_coverage <= 0 or detect_language(claim) != detect_language(self.question):
@@ -158,13 +164,18 @@ class SupportChecker:
         claim_tokens = set(coverage_terms(claim)) - _ANSWER_WORDS
         if not claim_tokens - wanted and (_YES.match(claim) or _NO.match(claim)):
             return True  # a bare yes/no: checked against the question's key sentences already
-        sentences = [s for text in evidence for s in source_sentences(text)]
+        sentences, titles = [], []
+        for i, text in enumerate(evidence):
+            for sentence in source_sentences(text):
+                sentences.append(sentence)
+                titles.append(set(coverage_terms(context[i])) if i < len(context) else set())
         if not wanted or not sentences:
             return True
         token_sets = [set(coverage_terms(s)) for s in sentences]
         weights = _rarity(claim_tokens | wanted, token_sets)
         anchor = max(range(len(sentences)), key=lambda i: sum(weights[t] for t in claim_tokens & token_sets[i]))
-        return _window_coverage(wanted, token_sets, anchor, weights) >= self.min_question_coverage
+        covered = _window_coverage(wanted, token_sets, anchor, weights, titles[anchor])
+        return covered >= self.min_question_coverage
 
     def _worded_like(self, claim: str, evidence: list[str]) -> bool:
         question_tokens = set(default_tokenizer(self.question))
@@ -184,14 +195,20 @@ class SupportChecker:
         return bool(candidates) and float(np.max(vectors[1:] @ vectors[0])) >= self.min_similarity
 
 
-def question_coverage(question: str, sources: Sequence[str], sentence: str) -> float:
-    """Share of the question's words (rarer ones weigh more) in ``sentence`` and its neighbours."""
+def question_coverage(question: str, sources: Sequence[str], sentence: str, headings: Sequence[str] = ()) -> float:
+    """Share of the question's words (rarer ones weigh more) in ``sentence``, its neighbours and its
+    source's heading path (the document's title names what the section is about: 扫地机器人 > 保修)."""
     wanted = set(coverage_terms(question))
-    sentences = [s for text in sources for s in source_sentences(text)]
+    sentences, titles = [], []
+    for i, text in enumerate(sources):
+        for s in source_sentences(text):
+            sentences.append(s)
+            titles.append(set(coverage_terms(headings[i])) if i < len(headings) else set())
     if not wanted or sentence not in sentences:
         return 0.0
     token_sets = [set(coverage_terms(s)) for s in sentences]
-    return _window_coverage(wanted, token_sets, sentences.index(sentence), _rarity(wanted, token_sets))
+    at = sentences.index(sentence)
+    return _window_coverage(wanted, token_sets, at, _rarity(wanted, token_sets), titles[at])
 
 
 def _rarity(terms: set[str], token_sets: list[set[str]]) -> dict[str, float]:
@@ -199,8 +216,9 @@ def _rarity(terms: set[str], token_sets: list[set[str]]) -> dict[str, float]:
     return {t: 1.0 / (1 + sum(t in tokens for tokens in token_sets)) for t in terms}
 
 
-def _window_coverage(wanted: set[str], token_sets: list[set[str]], anchor: int, weights: dict[str, float]) -> float:
-    window = set().union(*token_sets[max(anchor - 1, 0): anchor + 2])  # its neighbours name the subject too
+def _window_coverage(wanted: set[str], token_sets: list[set[str]], anchor: int, weights: dict[str, float],
+                     title: set[str] | None = None) -> float:
+    window = set().union(*token_sets[max(anchor - 1, 0): anchor + 2], title or set())  # neighbours name the subject too
     return sum(weights[t] for t in wanted if t in window) / sum(weights[t] for t in wanted)
 
 

@@ -253,18 +253,21 @@ def fallback_quotes(service: RagService, prepared: PreparedAnswer, embed: Embed 
     if settings.fallback_quotes <= 0 or not prepared.strong:
         return []
     texts = [hit.text for hit in prepared.sources]
-    ranked = best_sentences(prepared.question, texts, limit=settings.fallback_quotes, embed=embed)
+    headings = [hit.heading or "" for hit in prepared.sources]
+    ranked = best_sentences(prepared.question, texts, limit=2 * settings.fallback_quotes + 2, embed=embed)
     if not ranked:
         return []
-    covered = question_coverage(prepared.question, texts, ranked[0][1]) >= settings.fallback_min_coverage
-    if not covered:
+    covering = [(n, sentence) for n, sentence, _ in ranked
+                if question_coverage(prepared.question, texts, sentence, headings) >= settings.fallback_min_coverage]
+    if not covering:
         across = [hit for hit in prepared.sources if detect_language(hit.text) != prepared.language]
         if embed is None or not across:
             return []
         vectors = embed([prepared.question, ranked[0][1]])
         if float(vectors[1] @ vectors[0]) < settings.support_min_similarity:
             return []
-    return [Quote(n, sentence) for n, sentence, _ in ranked]
+        covering = [(n, sentence) for n, sentence, _ in ranked]
+    return [Quote(n, sentence) for n, sentence in covering[: settings.fallback_quotes]]
 
 
 def stream_answer(
@@ -281,7 +284,8 @@ def stream_answer(
     embed = support_embedder(service)
     checker = SupportChecker([hit.text for hit in prepared.sources], prepared.question,
                              settings.support_min_lexical, settings.support_min_similarity, embed,
-                             settings.support_min_question_coverage, term_scorer(service.index.reader(kb)))
+                             settings.support_min_question_coverage, term_scorer(service.index.reader(kb)),
+                             [hit.heading or "" for hit in prepared.sources])
     buffer, pieces, checked = SentenceBuffer(), [], CheckedAnswer()
     shown: list[str] = []
     spacing = [""]  # white space after the last shown sentence, sent only if another sentence follows
