@@ -44,6 +44,20 @@ class JobNotFound(RagError):
     http_status = 404
 
 
+class ConversationNotFound(RagError):
+    """Also what another owner's conversation reads as: its existence is not revealed."""
+
+    code = "conversation_not_found"
+    http_status = 404
+
+
+class OriginalNotKept(RagError):
+    """A document's original file is served only when the server keeps it (uploads)."""
+
+    code = "original_not_kept"
+    http_status = 404
+
+
 class PayloadTooLarge(RagError):
     code = "payload_too_large"
     http_status = 413

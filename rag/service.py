@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from collections.abc import Iterator
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,19 +16,30 @@ from ingest.loaders import LoadLimits, warm_up_parsers
 from ingest.splitter import Splitter
 from rag.config import IngestSettings, Settings
 from rag.embed import EmbeddingRouter
-from rag.errors import InvalidInput
+from rag.errors import InvalidInput, OriginalNotKept
 from rag.folders import FolderPolicy
 from rag.indexing import Indexer, IngestReport, ProgressCallback
 from rag.retrieve.rerank import Reranker, load_reranker
 from rag.retrieve.searcher import Mode, Searcher, SearchOptions
 from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo
+from rag.store.conversations import (
+    AnswerRecord,
+    Conversation,
+    ConversationStore,
+    FeedbackRecord,
+    Rating,
+    StoredMessage,
+)
 from rag.store.local import LocalBackend
 from rag.store.segment import DenseSettings
-from rag.types import Hit
+from rag.types import Answer, Hit
 
 if TYPE_CHECKING:
-    from rag.llm.base import ChatModel
+    from rag.chat import ChatEvent, ChatOptions
+    from rag.llm.base import ChatMessage, ChatModel
+
+HISTORY_MESSAGES = 20  # earlier messages of a conversation sent with a new question (condensing reads them)
 
 KB_NAME = re.compile(r"^[\w-]{1,64}$")
 
@@ -144,6 +157,16 @@ class RagService:
         self.get_document(kb, doc_id)
         return self.catalog.document_chunks(kb, doc_id)
 
+    def document_original(self, kb: str, doc_id: str) -> Path:
+        """The stored original of an uploaded document; files ingested from server paths are not served."""
+        doc = self.get_document(kb, doc_id)
+        folder = (self.settings.home / "uploads" / kb).resolve()
+        path = Path(doc.path).resolve() if doc.path else None
+        if path is None or not path.is_relative_to(folder) or not path.is_file():
+            raise OriginalNotKept(f"the original file of document '{doc_id}' is not kept by the server "
+                                  "(only uploaded files are); its chunks are at .../chunks")
+        return path
+
     def delete_document(self, kb: str, doc_id: str) -> None:
         self.get_document(kb, doc_id)
         self.indexer.delete_documents(kb, [doc_id])
@@ -194,3 +217,83 @@ class RagService:
 
         with self._chat_model_lock:
             return create_chat_model(self.settings.llm, self.settings.home)
+
+    def answer(self, kb: str, messages: list[ChatMessage], options: ChatOptions | None = None) -> Answer:
+        from rag.chat import answer_question
+
+        return answer_question(self, kb, messages, options)
+
+    def stream_answer(self, kb: str, messages: list[ChatMessage],
+                      options: ChatOptions | None = None) -> Iterator[ChatEvent]:
+        from rag.chat import stream_answer
+
+        return stream_answer(self, kb, messages, options)
+
+    # -- conversations (owner None: an admin, who sees everyone's) -----------------------------
+    @cached_property
+    def conversations(self) -> ConversationStore:
+        return ConversationStore(self.catalog)
+
+    def create_conversation(self, owner: str, kbs: list[str], title: str = "") -> Conversation:
+        if len(kbs) != 1:
+            raise InvalidInput('a conversation asks one knowledge base: give "kbs": [NAME]')
+        for kb in kbs:
+            self.get_kb(kb)
+        return self.conversations.create(owner, kbs, title.strip())
+
+    def list_conversations(self, owner: str | None) -> list[Conversation]:
+        return self.conversations.list(owner)
+
+    def get_conversation(self, conversation_id: str, owner: str | None) -> tuple[Conversation, list[StoredMessage]]:
+        conversation = self.conversations.get(conversation_id, owner)
+        return conversation, self.conversations.messages(conversation.id)
+
+    def rename_conversation(self, conversation_id: str, owner: str | None, title: str) -> Conversation:
+        self.conversations.get(conversation_id, owner)
+        self.conversations.update(conversation_id, title=title.strip())
+        return self.conversations.get(conversation_id, owner)
+
+    def delete_conversation(self, conversation_id: str, owner: str | None) -> None:
+        self.conversations.get(conversation_id, owner)
+        self.conversations.delete(conversation_id)
+
+    def _conversation_turn(self, conversation_id: str, owner: str | None,
+                           content: str) -> tuple[Conversation, list[ChatMessage]]:
+        conversation = self.conversations.get(conversation_id, owner)
+        self.get_kb(conversation.kbs[0])
+        history: list[ChatMessage] = [{"role": m.role, "content": m.content} for m in self.conversations.messages(conversation.id)]
+        return conversation, [*history[-HISTORY_MESSAGES:], {"role": "user", "content": content}]
+
+    def _record_answer(self, conversation: Conversation, question: str, answer: Answer,
+                       options: ChatOptions | None) -> int:
+        settings = {"top_k": options.top_k, "params": asdict(options.params) if options.params else None} if options else {}
+        record = AnswerRecord(conversation.kbs[0], answer.answer, answer.grounded,
+                              [c.to_json() for c in answer.citations], list(answer.evidence), settings)
+        return self.conversations.add_exchange(conversation.id, question, record, title=question.strip()[:80])
+
+    def ask_in_conversation(self, conversation_id: str, owner: str | None, content: str,
+                            options: ChatOptions | None = None) -> tuple[Answer, int]:
+        """Answer ``content`` with the conversation's history; the exchange is stored. Returns (answer, its id)."""
+        conversation, messages = self._conversation_turn(conversation_id, owner, content)
+        answer = self.answer(conversation.kbs[0], messages, options)
+        return answer, self._record_answer(conversation, content, answer, options)
+
+    def stream_in_conversation(self, conversation_id: str, owner: str | None, content: str,
+                               options: ChatOptions | None = None) -> Iterator[tuple[ChatEvent, int | None]]:
+        """The chat stream's events; the final one comes with the stored answer's message id."""
+        conversation, messages = self._conversation_turn(conversation_id, owner, content)
+        for event in self.stream_answer(conversation.kbs[0], messages, options):
+            if event.kind == "done" and event.answer is not None:
+                yield event, self._record_answer(conversation, content, event.answer, options)
+            else:
+                yield event, None
+
+    def rate_answer(self, conversation_id: str, owner: str | None, message_id: int, rating: Rating,
+                    comment: str = "") -> FeedbackRecord:
+        conversation = self.conversations.get(conversation_id, owner)
+        return self.conversations.set_feedback(conversation, message_id, rating, comment)
+
+    def feedback(self, kb: str | None = None, rating: Rating | None = None) -> list[FeedbackRecord]:
+        if kb is not None:
+            self.get_kb(kb)
+        return self.conversations.feedback(kb, rating)

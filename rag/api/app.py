@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from rag.api import chat, dify, documents, health, jobs, kbs, openai_compat, search
+from rag.api import chat, conversations, dify, documents, health, jobs, kbs, openai_compat, search
 from rag.api.auth import KeyRing, Principal, Role
 from rag.api.errors import install_error_handlers
 from rag.api.guard import GuardMiddleware
@@ -73,7 +73,7 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.add_middleware(GuardMiddleware, keys=keys, allowed_hosts=server.allowed_hosts, rate_limit=server.rate_limit,
                        login_rate_limit=server.login_rate_limit, ui_path="/ui")
     app.add_middleware(RequestContextMiddleware, metrics=state.metrics, max_body_bytes=max_body)
-    for module in (health, kbs, documents, search, chat, jobs, openai_compat, dify):
+    for module in (health, kbs, documents, search, chat, conversations, jobs, openai_compat, dify):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     _mount_ui(app, service, state.jobs, keys)

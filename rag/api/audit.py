@@ -31,6 +31,11 @@ WRITES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/kbs/{kb}/documents/{doc_id}"): "document.update",
     ("POST", "/api/kbs/{kb}/sync"): "sync",
     ("POST", "/api/jobs/{job_id}/cancel"): "job.cancel",
+    ("POST", "/api/conversations"): "conversation.create",
+    ("PATCH", "/api/conversations/{conversation_id}"): "conversation.rename",
+    ("DELETE", "/api/conversations/{conversation_id}"): "conversation.delete",
+    ("POST", "/api/conversations/{conversation_id}/messages"): "conversation.message",
+    ("POST", "/api/conversations/{conversation_id}/messages/{message_id}/feedback"): "feedback",
 }
 
 _PLAIN = re.compile(r"^[\w.@#:/+-]{1,200}$")

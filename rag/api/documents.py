@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 
+from ingest.language import estimate_tokens
 from rag.api.audit import record
 from rag.api.auth import Principal, Role, requires
 from rag.api.background import submit_ingest_job
 from rag.api.schemas import (
+    ChunkList,
+    ChunkOut,
     DocumentDeleted,
     DocumentList,
     DocumentOut,
@@ -42,6 +45,28 @@ def list_documents(kb: KBName, state: ApiState = Depends(api_state),
 def get_document(kb: KBName, doc_id: str, state: ApiState = Depends(api_state),
                  _: Principal = Depends(requires(Role.reader))) -> DocumentOut:
     return document_out(state.service.get_document(kb, doc_id))
+
+
+@router.get("/documents/{doc_id}/chunks", response_model=ChunkList)
+def document_chunks(kb: KBName, doc_id: str, state: ApiState = Depends(api_state),
+                    _: Principal = Depends(requires(Role.reader))) -> ChunkList:
+    """The document's chunks as searches see them now, in document order."""
+    return ChunkList(chunks=[ChunkOut(chunk_id=row.id, order=row.ordinal, text=row.text, page=row.page,
+                                      heading=row.heading, tokens=estimate_tokens(row.text))
+                             for row in state.service.document_chunks(kb, doc_id)])
+
+
+@router.get("/documents/{doc_id}/file", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "the uploaded file"},
+                       404: {"model": ErrorResponse, "description": "no such document, or its original "
+                             "is not kept (only uploads are: `original_not_kept`)"}})
+def document_file(kb: KBName, doc_id: str, state: ApiState = Depends(api_state),
+                  _: Principal = Depends(requires(Role.reader))) -> FileResponse:
+    """The stored original of an uploaded document, as an attachment (never rendered inline)."""
+    doc = state.service.get_document(kb, doc_id)
+    path = state.service.document_original(kb, doc_id)
+    return FileResponse(path, media_type="application/octet-stream", filename=doc.source.rsplit("/", 1)[-1],
+                        content_disposition_type="attachment")
 
 
 @router.delete("/documents/{doc_id}", response_model=DocumentDeleted)

@@ -338,3 +338,88 @@ class Readiness(BaseModel):
     llm: bool
     detail: str | None = Field(default=None, description="why warm-up failed, if it did")
     warm_up_seconds: float | None = None
+
+
+# -- what was indexed --------------------------------------------------------------------------
+
+
+class ChunkOut(BaseModel):
+    chunk_id: int
+    order: int = Field(description="position in the document, from 0")
+    text: str
+    page: int | None
+    heading: str | None
+    tokens: int = Field(description="the splitter's token estimate (what bounded the chunk's size)")
+
+
+class ChunkList(BaseModel):
+    chunks: list[ChunkOut]
+
+
+# -- conversations and feedback ------------------------------------------------------------------
+
+
+class ConversationCreate(Request):
+    kbs: list[str] = Field(min_length=1, max_length=1, description="the knowledge base to ask (one for now)")
+    title: str = Field(default="", max_length=200, description="default: the first question")
+
+
+class ConversationUpdate(Request):
+    title: str = Field(min_length=1, max_length=200)
+
+
+class ConversationOut(BaseModel):
+    id: str
+    owner: str = Field(description="the API key's label; \"local\" without keys")
+    title: str
+    kbs: list[str]
+    created_at: float
+    updated_at: float
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationOut]
+
+
+class StoredMessageOut(BaseModel):
+    id: int
+    role: str
+    content: str
+    created_at: float
+    citations: list[CitationOut] | None = Field(default=None, description="answers only")
+    evidence: list[EvidenceOut] | None = None
+    grounded: bool | None = None
+    kb: str | None = None
+    rating: Literal["up", "down"] | None = Field(default=None, description="the feedback given, if any")
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[StoredMessageOut]
+
+
+class ConversationDeleted(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class ConversationMessage(GenerationFields):
+    content: str = Field(min_length=1, description="the question (at most server.max_question_tokens tokens)")
+    stream: bool = False
+    top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
+    relevance_threshold: float | None = Field(default=None, ge=0, le=1)
+    evidence_quotes: int | None = Field(default=None, ge=0, le=10)
+
+
+class ConversationAnswer(ChatResponse):
+    message_id: int = Field(description="the answer's id, for feedback")
+
+
+class FeedbackIn(Request):
+    rating: Literal["up", "down"]
+    comment: str = Field(default="", max_length=4000)
+
+
+class FeedbackOut(BaseModel):
+    message_id: int
+    rating: Literal["up", "down"]
+    comment: str
