@@ -254,6 +254,89 @@ def ask(kb: KBOption, question: str,
         out.print(f"[bold][{citation.n}][/bold] [cyan]{where}[/cyan]  [dim]{snippet}[/dim]", highlight=False)
 
 
+# -- docs: what was indexed ------------------------------------------------------------------
+docs_app = typer.Typer(no_args_is_help=True, help="List, show, read the chunks of, and delete documents.")
+app.add_typer(docs_app, name="docs")
+DocIdArgument = Annotated[str, typer.Argument(help="The document's id (see `rag docs list`).")]
+
+
+@docs_app.command("list")
+def docs_list(kb: KBOption, as_json: JsonFlag = False) -> None:
+    """The KB's documents with their status and chunk counts."""
+    docs = service().list_documents(kb)
+    if as_json:
+        print_json({"documents": [doc.to_json() for doc in docs]})
+        return
+    table = Table("doc_id", "source", "status", "chunks", "format")
+    for doc in docs:
+        table.add_row(doc.doc_id, doc.source, doc.status, str(doc.chunks), doc.format)
+    out.print(table)
+
+
+@docs_app.command("show")
+def docs_show(kb: KBOption, doc_id: DocIdArgument, as_json: JsonFlag = False) -> None:
+    """One document's metadata."""
+    data = service().get_document(kb, doc_id).to_json()
+    if as_json:
+        print_json(data)
+        return
+    table = Table("field", "value")
+    for key, value in data.items():
+        table.add_row(key, "" if value is None else str(value))
+    out.print(table)
+
+
+@docs_app.command("chunks")
+def docs_chunks(kb: KBOption, doc_id: DocIdArgument, as_json: JsonFlag = False) -> None:
+    """A document's chunks in order, as searches see them: page, heading, token estimate, text."""
+    from ingest.language import estimate_tokens
+
+    chunks = [{"chunk_id": row.id, "order": row.ordinal, "text": row.text, "page": row.page,
+               "heading": row.heading, "tokens": estimate_tokens(row.text)}
+              for row in service().document_chunks(kb, doc_id)]
+    if as_json:
+        print_json({"chunks": chunks})
+        return
+    for chunk in chunks:
+        where = " ".join(part for part in (f"p.{chunk['page']}" if chunk["page"] else "", chunk["heading"] or "") if part)
+        out.print(f"[bold]#{chunk['order']}[/bold] [dim]id {chunk['chunk_id']}, {chunk['tokens']} tokens[/dim]"
+                  f" [cyan]{where}[/cyan]", highlight=False)
+        out.print(f"   {chunk['text']}", highlight=False, markup=False)
+
+
+@docs_app.command("delete")
+def docs_delete(kb: KBOption, doc_id: DocIdArgument,
+                yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False) -> None:
+    """Delete a document: gone from search when this returns."""
+    if not yes:
+        raise RagError(f"refusing to delete document '{doc_id}' without --yes")
+    service().delete_document(kb, doc_id)
+    out.print(f"deleted document [bold]{doc_id}[/bold] from [bold]{kb}[/bold]", highlight=False)
+
+
+# -- feedback -------------------------------------------------------------------------------
+feedback_app = typer.Typer(no_args_is_help=True, help="Ratings given to answers.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(kb: KBOption, file: Annotated[Path, typer.Argument(help="The JSON-lines file to write.")],
+                    rating: Annotated[str | None, typer.Option(help="Only 'up' or only 'down' ratings.")] = None
+                    ) -> None:
+    """Write the KB's rated answers as a question file that `rag eval --questions FILE --kb NAME` reads."""
+    if rating not in (None, "up", "down"):
+        raise InvalidInput("--rating must be up or down")
+    records = service().feedback(kb, rating)  # type: ignore[arg-type]
+    lines = [json.dumps(record.to_question(), ensure_ascii=False) for record in records]
+    try:
+        file.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {file}: {exc.strerror}") from exc
+    without = sum(1 for record in records if not record.to_question()["answers"])
+    note = f" ({without} without a gold answer: add \"answers\" to them)" if without else ""
+    out.print(f"wrote {len(lines)} rated answer(s) of [bold]{kb}[/bold] to {file}{note}", highlight=False)
+
+
 # -- serving and background work ------------------------------------------------------------
 @app.command()
 def serve(host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,

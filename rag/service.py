@@ -289,9 +289,9 @@ class RagService:
                 yield event, None
 
     def rate_answer(self, conversation_id: str, owner: str | None, message_id: int, rating: Rating,
-                    comment: str = "") -> FeedbackRecord:
+                    comment: str = "", expected: str | None = None) -> FeedbackRecord:
         conversation = self.conversations.get(conversation_id, owner)
-        return self.conversations.set_feedback(conversation, message_id, rating, comment)
+        return self.conversations.set_feedback(conversation, message_id, rating, comment, expected)
 
     def feedback(self, kb: str | None = None, rating: Rating | None = None) -> list[FeedbackRecord]:
         if kb is not None:

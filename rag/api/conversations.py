@@ -178,6 +178,7 @@ def rate_answer(conversation_id: str, message_id: int, body: FeedbackIn, request
     """Rate an answer (again: the new rating replaces the old). Stored with the question, the answer,
     its sources and settings; `rag feedback export` writes them as a question file for `rag eval`."""
     record(request, conversation=conversation_id, message=message_id)
-    feedback = state.service.rate_answer(conversation_id, visible_to(who), message_id, body.rating, body.comment)
+    feedback = state.service.rate_answer(conversation_id, visible_to(who), message_id, body.rating, body.comment,
+                                           body.expected)
     record(request, kb=feedback.kb)
     return FeedbackOut(message_id=feedback.message_id, rating=body.rating, comment=feedback.comment)

@@ -417,6 +417,9 @@ class ConversationAnswer(ChatResponse):
 class FeedbackIn(Request):
     rating: Literal["up", "down"]
     comment: str = Field(default="", max_length=4000)
+    expected: str | None = Field(default=None, max_length=4000,
+                                 description="the right answer, if the rater knows it (an extension: "
+                                 "`rag feedback export` writes it as the question's gold answer)")
 
 
 class FeedbackOut(BaseModel):

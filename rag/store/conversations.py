@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rag.errors import ConversationNotFound, InvalidInput
+from rag.prompts import detect_language
 from rag.store.catalog import Catalog
 
 Rating = Literal["up", "down"]
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS message_feedback (
     kb              TEXT,
     rating          TEXT NOT NULL,         -- up | down
     comment         TEXT NOT NULL DEFAULT '',
+    expected        TEXT,                  -- the right answer, when the rater gave it
     question        TEXT NOT NULL,
     answer          TEXT NOT NULL,
     sources         TEXT NOT NULL,         -- JSON: the answer's citations
@@ -119,11 +121,29 @@ class FeedbackRecord:
     kb: str | None
     rating: str
     comment: str
+    expected: str | None
     question: str
     answer: str
     sources: list[dict[str, Any]]
     settings: dict[str, Any]
     created_at: float
+
+    def to_question(self) -> dict[str, Any]:
+        """One line of a question file that ``rag eval --questions`` reads (rag/qa.py's format).
+
+        The gold answer is the rater's ``expected`` answer; failing that, a liked answer's own text
+        (so it stays a regression check). The gold document is a liked answer's first cited source.
+        A disliked answer with no ``expected`` has no gold answer: edit its ``answers`` before relying on it.
+        The answer given and its sources ride along under names the question reader ignores.
+        """
+        liked = self.rating == "up"
+        answers = [self.expected] if self.expected else ([self.answer] if liked else [])
+        doc = self.sources[0].get("source") if liked and self.sources else None
+        return {"id": f"feedback-{self.message_id}", "question": self.question,
+                "category": detect_language(self.question), "kind": "feedback", "answers": answers, "doc": doc,
+                "rating": self.rating, "comment": self.comment, "given_answer": self.answer,
+                "given_sources": self.sources, "kb": self.kb, "conversation_id": self.conversation_id,
+                "settings": self.settings, "rated_at": self.created_at}
 
 
 class ConversationStore:
@@ -212,7 +232,8 @@ class ConversationStore:
         return message_id
 
     # -- feedback ----------------------------------------------------------------------------
-    def set_feedback(self, conversation: Conversation, message_id: int, rating: Rating, comment: str = "") -> FeedbackRecord:
+    def set_feedback(self, conversation: Conversation, message_id: int, rating: Rating, comment: str = "",
+                     expected: str | None = None) -> FeedbackRecord:
         """Rate an answer of ``conversation`` (again: the new rating replaces the old)."""
         if rating not in ("up", "down"):
             raise InvalidInput("rating must be 'up' or 'down'")
@@ -223,12 +244,12 @@ class ConversationStore:
         answer = messages[position]
         question = next((m.content for m in reversed(messages[:position]) if m.role == "user"), "")
         record = FeedbackRecord(message_id, conversation.id, conversation.owner, answer.kb, rating, comment,
-                                question, answer.content, answer.citations, answer.settings, time.time())
+                                expected or None, question, answer.content, answer.citations, answer.settings, time.time())
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO message_feedback (message_id, conversation_id, owner, kb, rating, comment, "
-                "question, answer, sources, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (message_id, conversation.id, conversation.owner, answer.kb, rating, comment, question,
+                "expected, question, answer, sources, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (message_id, conversation.id, conversation.owner, answer.kb, rating, comment, record.expected, question,
                  answer.content, json.dumps(answer.citations, ensure_ascii=False),
                  json.dumps(answer.settings, ensure_ascii=False), record.created_at))
         return record
@@ -246,7 +267,7 @@ class ConversationStore:
         rows = self.catalog.db.execute(
             f"SELECT * FROM message_feedback {where} ORDER BY created_at, message_id LIMIT ?", (*args, limit)).fetchall()
         return [FeedbackRecord(row["message_id"], row["conversation_id"], row["owner"], row["kb"], row["rating"],
-                               row["comment"], row["question"], row["answer"], json.loads(row["sources"]),
+                               row["comment"], row["expected"], row["question"], row["answer"], json.loads(row["sources"]),
                                json.loads(row["settings"] or "{}"), row["created_at"]) for row in rows]
 
     def feedback_of(self, message_ids: list[int]) -> dict[int, str]:
