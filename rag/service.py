@@ -268,7 +268,8 @@ class RagService:
                        options: ChatOptions | None) -> int:
         settings = {"top_k": options.top_k, "params": asdict(options.params) if options.params else None} if options else {}
         record = AnswerRecord(conversation.kbs[0], answer.answer, answer.grounded,
-                              [c.to_json() for c in answer.citations], list(answer.evidence), settings)
+                              [c.to_json() for c in answer.citations], list(answer.evidence), settings,
+                              model_text=answer.generated)
         return self.conversations.add_exchange(conversation.id, question, record, title=question.strip()[:80])
 
     def ask_in_conversation(self, conversation_id: str, owner: str | None, content: str,

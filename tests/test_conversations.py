@@ -31,9 +31,10 @@ def auth(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[who]}"}
 
 
-def answer_record(kb: str, text: str, source: str = "handbook/vacation.txt") -> AnswerRecord:
-    citation = {"n": 1, "doc_id": "d1", "source": source, "page": None, "text": "25 days", "chunk_id": 1}
-    return AnswerRecord(kb, text, True, [citation], [], {"top_k": None, "params": {"temperature": 0}})
+def answer_record(kb: str, text: str, model_text: str = "") -> AnswerRecord:
+    citation = {"n": 1, "doc_id": "d1", "source": "handbook/vacation.txt", "page": None, "text": "25 days",
+                "chunk_id": 1}
+    return AnswerRecord(kb, text, True, [citation], [], {"top_k": None, "params": {"temperature": 0}}, model_text)
 
 
 # -- the store, on a real SQLite catalog -------------------------------------------------------------
@@ -82,7 +83,7 @@ def test_exported_feedback_is_a_question_file_rag_eval_reads(tmp_path: Path) -> 
     catalog = Catalog(tmp_path / "catalog.db")
     store = ConversationStore(catalog)
     conversation = store.create("alice", ["handbook"])
-    liked = store.add_exchange(conversation.id, "How many vacation days?", answer_record("handbook", "25 days."))
+    liked = store.add_exchange(conversation.id, "How many vacation days?", answer_record("handbook", "25 days. [1]\n\nSource text: \"…25 days…\" [1]", "25 days. [1]"))
     disliked = store.add_exchange(conversation.id, "年假可以顺延吗？", answer_record("handbook", "不知道。"))
     corrected = store.add_exchange(conversation.id, "When do carried-over days expire?",
                                    answer_record("handbook", "Never."))
@@ -94,7 +95,7 @@ def test_exported_feedback_is_a_question_file_rag_eval_reads(tmp_path: Path) -> 
                     encoding="utf-8")
     questions = {q.question: q for q in load_questions(path)}
     up = questions["How many vacation days?"]
-    assert up.answers == ("25 days.",) and up.doc == "handbook/vacation.txt" and up.category == "en"
+    assert up.answers == ("25 days. [1]",)  # the model's text, without the quoted evidence and up.doc == "handbook/vacation.txt" and up.category == "en"
     down = questions["年假可以顺延吗？"]
     assert down.answers == () and down.doc is None and down.category == "zh"  # not "none": it should be answered
     assert questions["When do carried-over days expire?"].answers == ("March 31",)

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS conversation_messages (
     conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
     role            TEXT NOT NULL,         -- user | assistant
     content         TEXT NOT NULL,
+    model_text      TEXT,                  -- an answer's model text alone (content adds quoted evidence)
     kb              TEXT,                  -- the KB an answer came from
     grounded        INTEGER,
     citations       TEXT,                  -- JSON, assistant messages only
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS message_feedback (
     expected        TEXT,                  -- the right answer, when the rater gave it
     question        TEXT NOT NULL,
     answer          TEXT NOT NULL,
+    model_text      TEXT,
     sources         TEXT NOT NULL,         -- JSON: the answer's citations
     settings        TEXT,                  -- JSON
     created_at      REAL NOT NULL
@@ -86,6 +88,7 @@ class StoredMessage:
     conversation_id: str
     role: str
     content: str
+    model_text: str = ""
     kb: str | None = None
     grounded: bool | None = None
     citations: list[dict[str, Any]] = field(default_factory=list)
@@ -111,6 +114,7 @@ class AnswerRecord:
     citations: list[dict[str, Any]]
     evidence: list[dict[str, Any]]
     settings: dict[str, Any]
+    model_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,17 +131,18 @@ class FeedbackRecord:
     sources: list[dict[str, Any]]
     settings: dict[str, Any]
     created_at: float
+    model_text: str = ""
 
     def to_question(self) -> dict[str, Any]:
         """One line of a question file that ``rag eval --questions`` reads (rag/qa.py's format).
 
-        The gold answer is the rater's ``expected`` answer; failing that, a liked answer's own text
-        (so it stays a regression check). The gold document is a liked answer's first cited source.
+        The gold answer is the rater's ``expected`` answer; failing that, a liked answer's model text
+        (the answer without its quoted evidence, so it stays a regression check). The gold document is a liked answer's first cited source.
         A disliked answer with no ``expected`` has no gold answer: edit its ``answers`` before relying on it.
         The answer given and its sources ride along under names the question reader ignores.
         """
         liked = self.rating == "up"
-        answers = [self.expected] if self.expected else ([self.answer] if liked else [])
+        answers = [self.expected] if self.expected else ([self.model_text or self.answer] if liked else [])
         doc = self.sources[0].get("source") if liked and self.sources else None
         return {"id": f"feedback-{self.message_id}", "question": self.question,
                 "category": detect_language(self.question), "kind": "feedback", "answers": answers, "doc": doc,
@@ -220,9 +225,9 @@ class ConversationStore:
             db.execute("INSERT INTO conversation_messages (conversation_id, role, content, created_at) "
                        "VALUES (?, 'user', ?, ?)", (conversation_id, question, now))
             cursor = db.execute(
-                "INSERT INTO conversation_messages (conversation_id, role, content, kb, grounded, citations, "
-                "evidence, settings, created_at) VALUES (?, 'assistant', ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, answer.content, answer.kb, int(answer.grounded),
+                "INSERT INTO conversation_messages (conversation_id, role, content, model_text, kb, grounded, "
+                "citations, evidence, settings, created_at) VALUES (?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, answer.content, answer.model_text, answer.kb, int(answer.grounded),
                  json.dumps(answer.citations, ensure_ascii=False), json.dumps(answer.evidence, ensure_ascii=False),
                  json.dumps(answer.settings, ensure_ascii=False), now))
             db.execute("UPDATE conversations SET updated_at=?, title=CASE WHEN title='' THEN ? ELSE title END "
@@ -244,13 +249,15 @@ class ConversationStore:
         answer = messages[position]
         question = next((m.content for m in reversed(messages[:position]) if m.role == "user"), "")
         record = FeedbackRecord(message_id, conversation.id, conversation.owner, answer.kb, rating, comment,
-                                expected or None, question, answer.content, answer.citations, answer.settings, time.time())
+                                expected or None, question, answer.content, answer.citations, answer.settings, time.time(),
+                                answer.model_text)
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO message_feedback (message_id, conversation_id, owner, kb, rating, comment, "
-                "expected, question, answer, sources, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "expected, question, answer, model_text, sources, settings, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (message_id, conversation.id, conversation.owner, answer.kb, rating, comment, record.expected, question,
-                 answer.content, json.dumps(answer.citations, ensure_ascii=False),
+                 answer.content, answer.model_text, json.dumps(answer.citations, ensure_ascii=False),
                  json.dumps(answer.settings, ensure_ascii=False), record.created_at))
         return record
 
@@ -268,7 +275,8 @@ class ConversationStore:
             f"SELECT * FROM message_feedback {where} ORDER BY created_at, message_id LIMIT ?", (*args, limit)).fetchall()
         return [FeedbackRecord(row["message_id"], row["conversation_id"], row["owner"], row["kb"], row["rating"],
                                row["comment"], row["expected"], row["question"], row["answer"], json.loads(row["sources"]),
-                               json.loads(row["settings"] or "{}"), row["created_at"]) for row in rows]
+                               json.loads(row["settings"] or "{}"), row["created_at"],
+                               row["model_text"] or "") for row in rows]
 
     def feedback_of(self, message_ids: list[int]) -> dict[int, str]:
         """The rating of each of these messages that has one."""
@@ -288,6 +296,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
 def _message(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(
         id=row["id"], conversation_id=row["conversation_id"], role=row["role"], content=row["content"],
+        model_text=row["model_text"] or "",
         kb=row["kb"], grounded=None if row["grounded"] is None else bool(row["grounded"]),
         citations=json.loads(row["citations"] or "[]"), evidence=json.loads(row["evidence"] or "[]"),
         settings=json.loads(row["settings"] or "{}"), created_at=row["created_at"],
