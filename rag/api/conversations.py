@@ -1,7 +1,7 @@
 """Conversations kept in the catalog: list, create, read, rename, delete, ask in one, rate an answer.
 
 A conversation belongs to the API key that made it (its label; ``local`` in keyless mode). A key sees only
-its own (another's reads as 404); admin keys see everyone's. Asking goes through the same chat pipeline
+its own (another's reads as 404); admin keys for all KBs see everyone's. Asking goes through the same chat pipeline
 as ``/api/kbs/{kb}/chat`` (``RagService.stream_answer``), with the stored messages as the history.
 """
 
@@ -55,8 +55,8 @@ def owner_of(principal: Principal) -> str:
 
 
 def visible_to(principal: Principal) -> str | None:
-    """The owner whose conversations ``principal`` may see; None: all (admin keys)."""
-    return None if principal.role is Role.admin else owner_of(principal)
+    """The owner whose conversations ``principal`` may see; None: all (admin keys for all KBs)."""
+    return None if principal.role is Role.admin and principal.kbs is None else owner_of(principal)
 
 
 def conversation_out(conversation: Conversation) -> ConversationOut:
