@@ -236,7 +236,23 @@ class _StreamState:
         return None
 
 
-class ChatStream(Iterator[str]):
+class _StreamResult:
+    """What a finished stream, sync or async, tells besides its tokens."""
+
+    _state: _StreamState
+
+    @property
+    def sources(self) -> list[HitOut]:
+        return self._state.sources
+
+    @property
+    def response(self) -> ChatResponse:
+        if self._state.response is None:
+            raise RuntimeError("the stream has not finished: iterate over it first")
+        return self._state.response
+
+
+class ChatStream(_StreamResult, Iterator[str]):
     """Iterates over the answer's tokens; then ``sources`` (retrieved hits) and ``response`` (the
     final answer, grounded flag and citations) are set. Use as a context manager to close early."""
 
@@ -249,16 +265,6 @@ class ChatStream(Iterator[str]):
             self.close()
             _raise_for_error(self._response)
         self._lines = self._response.iter_lines()
-
-    @property
-    def sources(self) -> list[HitOut]:
-        return self._state.sources
-
-    @property
-    def response(self) -> ChatResponse:
-        if self._state.response is None:
-            raise RuntimeError("the stream has not finished: iterate over it first")
-        return self._state.response
 
     def __next__(self) -> str:
         for line in self._lines:
@@ -278,7 +284,7 @@ class ChatStream(Iterator[str]):
         self.close()
 
 
-class AsyncChatStream(AsyncIterator[str]):
+class AsyncChatStream(_StreamResult, AsyncIterator[str]):
     """The async twin of ``ChatStream``: ``async for token in stream``; then ``sources`` and ``response``."""
 
     def __init__(self, client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> None:
@@ -286,16 +292,6 @@ class AsyncChatStream(AsyncIterator[str]):
         self._client, self._url, self._body = client, url, body
         self._context: Any = None
         self._lines: AsyncIterator[str] | None = None
-
-    @property
-    def sources(self) -> list[HitOut]:
-        return self._state.sources
-
-    @property
-    def response(self) -> ChatResponse:
-        if self._state.response is None:
-            raise RuntimeError("the stream has not finished: iterate over it first")
-        return self._state.response
 
     async def _open(self) -> AsyncIterator[str]:
         self._context = self._client.stream("POST", self._url, json=self._body)
