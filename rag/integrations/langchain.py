@@ -82,6 +82,17 @@ def local_service(home: str | Path | None = None) -> RagService:
 # -- what the adapters need from a KB: search, add, delete, get ----------------------------------
 
 
+
+def _indexed_documents(documents: Iterable[Any], ids: Sequence[str]) -> dict[str, str]:
+    """The doc id of each wanted LangChain id that is indexed (documents: anything with source/status/doc_id)."""
+    wanted = set(ids)
+    found: dict[str, str] = {}
+    for doc in documents:
+        lc_id = id_for_source(doc.source)
+        if lc_id in wanted and doc.status == "indexed" and (lc_id not in found or doc.source != lc_id):
+            found[lc_id] = doc.doc_id
+    return found
+
 class _Backend(Protocol):
     def search(self, kb: str, query: str, options: dict[str, Any]) -> list[HitOut]: ...
 
@@ -277,13 +288,7 @@ class _LocalDocuments:
             raise ValueError(f"could not add {len(report.failed)} text(s): {problems}")
 
     def find(self, kb: str, ids: Sequence[str]) -> dict[str, str]:
-        wanted = set(ids)
-        found: dict[str, str] = {}
-        for doc in self.service.list_documents(kb):
-            lc_id = id_for_source(doc.source)
-            if lc_id in wanted and doc.status == "indexed" and (lc_id not in found or doc.source != lc_id):
-                found[lc_id] = doc.doc_id
-        return found
+        return _indexed_documents(self.service.list_documents(kb), ids)
 
     def delete(self, kb: str, doc_ids: list[str]) -> None:
         for doc_id in doc_ids:
@@ -333,13 +338,7 @@ class _RemoteDocuments:
             raise ValueError(f"could not add {len(report.failed)} text(s): {problems}")
 
     def find(self, kb: str, ids: Sequence[str]) -> dict[str, str]:
-        wanted = set(ids)
-        found: dict[str, str] = {}
-        for doc in self.client.list_documents(kb):
-            lc_id = id_for_source(doc.source)
-            if lc_id in wanted and doc.status == "indexed" and (lc_id not in found or doc.source != lc_id):
-                found[lc_id] = doc.doc_id
-        return found
+        return _indexed_documents(self.client.list_documents(kb), ids)
 
     def delete(self, kb: str, doc_ids: list[str]) -> None:
         for doc_id in doc_ids:
