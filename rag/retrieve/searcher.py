@@ -26,6 +26,7 @@ class SearchOptions:
     mode: Mode = "hybrid"
     bm25_weight: float | None = None  # None: the settings' weight for the query's language
     dense_weight: float | None = None
+    doc_ids: frozenset[str] | None = None  # None: the whole KB; else only these documents' chunks
 
 
 class Searcher:

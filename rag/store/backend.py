@@ -12,6 +12,9 @@ Contract:
   generation (no caller over-fetches to drop deleted chunks).
 - ``IndexReader.bm25_top_k`` ranks with KB-wide BM25 statistics; ``dense_top_k`` searches one
   embedding space (model × chunk language).
+- ``doc_ids`` (both searches): when given, only chunks of those documents are candidates. The
+  restriction is applied inside the index search (an ID selector / filter expression), never by
+  cutting a top-k afterwards, so a filter matching 1% of a KB still returns a full top-k.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ class IndexReader(Protocol):
 
     def spaces(self) -> list[EmbeddingSpace]: ...
 
-    def bm25_top_k(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def bm25_top_k(self, tokens: list[str], k: int,
+                   doc_ids: frozenset[str] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
     def dense_top_k(self, space: EmbeddingSpace, query: np.ndarray, k: int,
-                    document_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]: ...
+                    document_weight: float = 0.0,
+                    doc_ids: frozenset[str] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
     def chunks(self, ids: list[int]) -> dict[int, ChunkRow]: ...
 
