@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ingest.discovery import SourceFile, discover
 from ingest.loaders import LoadLimits, warm_up_parsers
@@ -298,3 +298,12 @@ class RagService:
         if kb is not None:
             self.get_kb(kb)
         return self.conversations.feedback(kb, rating)
+
+    def answer_ratings(self, message_ids: list[int]) -> dict[int, str]:
+        """The rating ("up" | "down") of each of these answers that has one."""
+        return self.conversations.feedback_of(message_ids)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def list_jobs(self, kb: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest jobs (of ``kb``, or of every KB), newest first."""
+        return self.catalog.jobs(kb, limit=limit)

@@ -59,7 +59,7 @@ class DocumentViews:
 
     def job_table(self, kb: str | None, lang: str) -> tuple[pd.DataFrame, bool]:
         """Recent jobs of the KB, and whether one is still queued or running (keep polling)."""
-        jobs = self.service.catalog.jobs(kb, limit=10) if kb else []
+        jobs = self.service.list_jobs(kb, limit=10) if kb else []
         active = any(job["status"] in {"queued", "running"} for job in jobs)
         return pd.DataFrame(job_rows(jobs, lang), columns=job_headers(lang)), active
 
