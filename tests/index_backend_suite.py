@@ -212,3 +212,32 @@ class IndexBackendSuite:
         np.testing.assert_allclose(dense_after[1], dense_before[1], rtol=1e-5, atol=1e-6)
         assert texts_of(backend, dense_after[0]) == texts_of(backend, dense_before[0])
         assert sorted(after.chunk_ids().tolist()) == sorted(before.chunk_ids().tolist())
+
+    def test_a_restriction_to_one_percent_of_the_kb_returns_a_full_top_k_of_those_documents(self, backend: Any) -> None:
+        corpus = Corpus(seed=9)
+        with backend.writer(KB) as writer:
+            for i in range(600):
+                corpus.put(writer, f"bulk{i}")
+            writer.commit()
+        grow(backend, corpus, commits=6)  # later commits, replacements and deletes: tombstones in the bulk
+        reader = backend.reader(KB)
+        # 1% of the documents, holding at least 10 chunks.
+        names = sorted(corpus.docs, key=lambda d: (-len(corpus.docs[d]), d))[: max(1, len(corpus.docs) // 100)]
+        chosen = frozenset(names)
+        allowed = {" ".join(t): v for d in chosen for t, v in corpus.docs[d]}
+        assert len(allowed) >= 10
+        tokens = sorted({token for text in allowed for token in text.split(" ")})
+        ids, scores = reader.bm25_top_k(tokens, 10, doc_ids=chosen)
+        assert len(ids) == 10 and set(texts_of(reader, ids)) <= allowed.keys()
+        unrestricted_ids, unrestricted_scores = reader.bm25_top_k(tokens, 100_000)
+        inside = [s for t, s in zip(texts_of(reader, unrestricted_ids), unrestricted_scores, strict=True)
+                  if t in allowed]
+        np.testing.assert_allclose(scores, inside[:10], rtol=1e-5)  # KB-wide statistics, same scores
+        for _ in range(5):
+            query = vector(corpus.rng)
+            ids, scores = reader.dense_top_k(SPACE, query, 10, doc_ids=chosen)
+            assert len(ids) == 10 and set(texts_of(reader, ids)) <= allowed.keys()
+            np.testing.assert_allclose(scores, sorted((v @ query for v in allowed.values()), reverse=True)[:10],
+                                       rtol=1e-5, atol=1e-6)
+        assert len(reader.bm25_top_k(tokens, 10, doc_ids=frozenset({"no-such-document"}))[0]) == 0
+        assert len(reader.dense_top_k(SPACE, vector(corpus.rng), 10, doc_ids=frozenset())[0]) == 0

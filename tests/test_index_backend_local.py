@@ -11,6 +11,7 @@ from index_backend_suite import KB, SPACE, Corpus, IndexBackendSuite, grow, text
 
 from rag.embed import EmbeddingRouter
 from rag.errors import ConfigError
+from rag.store import segment as segment_module
 from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog
 from rag.store.local import LocalBackend
@@ -86,7 +87,8 @@ def test_tiered_merge_bounds_the_segment_count(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
-def test_ann_segments_find_what_exact_search_finds_and_skip_deleted_chunks(tmp_path: Path, kind: str) -> None:
+def test_ann_segments_find_what_exact_search_finds_and_skip_deleted_chunks(tmp_path: Path, kind: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     backend = make_backend(tmp_path, DenseSettings(kind=kind, ann_min_rows=1, ivf_nprobe=8))
     corpus = Corpus(seed=13)
     with backend.writer(KB) as writer:
@@ -109,6 +111,19 @@ def test_ann_segments_find_what_exact_search_finds_and_skip_deleted_chunks(tmp_p
         got = texts_of(backend, reader.dense_top_k(SPACE, query, 10)[0])  # KeyError for a deleted chunk
         found += len(exact & set(got))
     assert found / 300 >= 0.95
+    # Restricted to a tenth of the documents, through the index with a bitmap selector (the threshold
+    # below which the restricted vectors are read exactly is set to 0 here).
+    monkeypatch.setattr(segment_module, "EXACT_FILTERED_ROWS", 0)
+    chosen = frozenset(sorted(corpus.docs)[::10])
+    allowed = {" ".join(t): v for d in chosen for t, v in corpus.docs[d]}
+    found = 0
+    for _ in range(30):
+        query = vector(corpus.rng)
+        exact = sorted(allowed, key=lambda t: -float(allowed[t] @ query))[:10]
+        got = texts_of(backend, reader.dense_top_k(SPACE, query, 10, doc_ids=chosen)[0])
+        assert set(got) <= allowed.keys()
+        found += len(set(exact) & set(got))
+    assert found / 300 >= 0.9
     backend.catalog.close()
 
 
@@ -129,3 +144,20 @@ def test_milvus_is_refused_with_a_clear_message() -> None:
 
     with pytest.raises(ConfigError, match="not available yet"):
         load_settings(store={"backend": "milvus"})
+
+
+def test_a_restriction_works_on_segments_written_before_they_named_their_documents(tmp_path: Path) -> None:
+    backend = make_backend(tmp_path)
+    corpus = Corpus(seed=17)
+    grow(backend, corpus, commits=4)
+    for docs in (tmp_path / "kbs" / KB / "segments").glob("*/docs.json"):
+        docs.unlink()  # as an older version wrote them
+    backend.catalog.close()
+    backend = make_backend(tmp_path)
+    chosen = frozenset(sorted(corpus.docs)[:2])
+    allowed = {" ".join(t) for d in chosen for t, _ in corpus.docs[d]}
+    reader = backend.reader(KB)
+    assert all(live.segment.doc_keys is None for live in reader.segments)
+    got = texts_of(reader, reader.dense_top_k(SPACE, vector(corpus.rng), 50, doc_ids=chosen)[0])
+    assert set(got) == allowed
+    backend.catalog.close()

@@ -60,7 +60,7 @@ class Searcher:
             raw[name] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}
 
         if weights["bm25"] > 0:
-            found("bm25", *reader.bm25_top_k(default_tokenizer(query), depth))
+            found("bm25", *reader.bm25_top_k(default_tokenizer(query), depth, options.doc_ids))
         query_vectors: dict[str, np.ndarray] = {}
         for space in reader.spaces():
             embedder = self.router.embedder(space.model)
@@ -72,7 +72,7 @@ class Searcher:
             if space.model not in query_vectors:
                 query_vectors[space.model] = embedder.embed_query(query)
             found(name, *reader.dense_top_k(space, query_vectors[space.model], depth,
-                                             self.settings.dense_document_weight))
+                                             self.settings.dense_document_weight, options.doc_ids))
 
         if self.settings.fusion == "rrf":
             fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)

@@ -108,7 +108,11 @@ def _merged_data(segments: list[Segment], dead: list[np.ndarray]) -> SegmentData
     documents = np.concatenate(doc_parts) if doc_parts else np.empty(0, dtype=np.int64)
     doc_of_row = np.empty(len(ids), dtype=np.int64)
     doc_of_row[new_row] = documents
-    _, doc_of_row = np.unique(doc_of_row, return_inverse=True)
+    kept, doc_of_row = np.unique(doc_of_row, return_inverse=True)
+    doc_keys = None
+    if all(segment.doc_keys is not None for segment in segments):
+        every = [key for segment in segments for key in segment.doc_keys or []]
+        doc_keys = [every[int(i)] for i in kept]
 
     vocab: dict[str, int] = {}
     term_parts, row_parts, tf_parts = [], [], []
@@ -142,7 +146,8 @@ def _merged_data(segments: list[Segment], dead: list[np.ndarray]) -> SegmentData
         rows = np.concatenate(space_rows)
         by_row = np.argsort(rows, kind="stable")
         vectors[space] = (rows[by_row].astype(np.int32), np.concatenate(space_vectors)[by_row])
-    return SegmentData(ids[order], doc_of_row.astype(np.int32), postings=postings, vectors=vectors)
+    return SegmentData(ids[order], doc_of_row.astype(np.int32), postings=postings, vectors=vectors,
+                       doc_keys=doc_keys)
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

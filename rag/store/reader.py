@@ -127,8 +127,37 @@ class LocalReader:
             return (k1 + 1) * tf / (k1 * norm + tf) + 0.5
         return tf / (tf + k1 * norm)  # lucene and robertson (bm25s leaves out the constant k1 + 1)
 
-    def bm25_top_k(self, tokens: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (chunk ids, BM25 scores), best first, scored as one index over all live chunks would be."""
+    # -- restriction to some documents ---------------------------------------------------------
+    def _allowed_rows(self, live: LiveSegment, doc_ids: frozenset[str]) -> np.ndarray:
+        """Sorted live rows of ``live`` that belong to one of ``doc_ids``."""
+        segment = live.segment
+        if segment.doc_keys is None:  # a segment written before segments named their documents
+            segment.doc_keys = self._legacy_doc_keys(segment)
+        rows = segment.rows_of_documents(doc_ids)
+        if len(live.dead_rows) and len(rows):
+            rows = np.setdiff1d(rows, live.dead_rows, assume_unique=True)
+        return rows
+
+    def _legacy_doc_keys(self, segment: Segment) -> list[str]:
+        doc_of_row = np.asarray(segment.doc_of_row)
+        first = np.full(segment.documents, -1, dtype=np.int64)
+        first[doc_of_row[::-1]] = np.arange(len(doc_of_row))[::-1]  # the first row of each document
+        keys = ["\0gone"] * segment.documents  # a document whose chunks the catalog dropped: none live
+        ids = np.asarray(segment.ids)
+        for start in range(0, segment.documents, 10_000):
+            part = [d for d in range(start, min(start + 10_000, segment.documents)) if first[d] >= 0]
+            rows = self._catalog.chunks_by_id(self._kb, [int(ids[first[d]]) for d in part], self.generation)
+            for d in part:
+                row = rows.get(int(ids[first[d]]))
+                if row is not None:
+                    keys[d] = row.doc_id
+        return keys
+
+    def bm25_top_k(self, tokens: list[str], k: int,
+                   doc_ids: frozenset[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, BM25 scores), best first, scored as one index over all live chunks would be.
+
+        With ``doc_ids`` only those documents' chunks are candidates (statistics stay KB-wide)."""
         known = [t for t in tokens if any(t in s.segment.term_ids for s in self.segments)]
         if not known or not self._live:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
@@ -159,9 +188,13 @@ class LocalReader:
                 scores[rows] += np.float32(idf[token]) * self._tf_part(tf, segment.doc_len[rows])
             if scores is None:
                 continue
-            if len(live.dead_rows):
-                scores[live.dead_rows] = 0.0
-            candidates = np.flatnonzero(scores > 0)
+            if doc_ids is not None:
+                allowed = self._allowed_rows(live, doc_ids)
+                candidates = allowed[scores[allowed] > 0]
+            else:
+                if len(live.dead_rows):
+                    scores[live.dead_rows] = 0.0
+                candidates = np.flatnonzero(scores > 0)
             if len(candidates) > k:
                 candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
             found_ids.append(np.asarray(segment.ids[candidates]))
@@ -170,8 +203,9 @@ class LocalReader:
 
     # -- dense ---------------------------------------------------------------------------------
     def dense_top_k(self, space: EmbeddingSpace, query: np.ndarray, k: int,
-                    document_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (chunk ids, scores) in one embedding space, best first.
+                    document_weight: float = 0.0,
+                    doc_ids: frozenset[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (chunk ids, scores) in one embedding space, best first (with ``doc_ids``: among their chunks).
 
         A score is the chunk's cosine similarity to the query; with ``document_weight`` w > 0 it is
         (1 - w) × that + w × the similarity of the chunk's document vector, still within [-1, 1].
@@ -185,8 +219,13 @@ class LocalReader:
                 continue
             # Blending reorders the candidates, so look a little deeper than k before cutting.
             depth = 2 * k if blend else k
+            allowed = None
+            if doc_ids is not None:
+                allowed = dense.positions_of(self._allowed_rows(live, doc_ids))
+                if not len(allowed):
+                    continue
             positions, scores = dense.search(query, depth, live.dead_positions.get(space),
-                                             live.selectors.get(space))
+                                             live.selectors.get(space), allowed)
             rows = np.asarray(dense.rows[positions]).astype(np.int64)
             if blend and len(rows):
                 documents = np.asarray(live.segment.doc_of_row[rows])

@@ -7,6 +7,8 @@ A segment folder ``segments/seg-<N>/`` holds, with rows in ascending chunk-id or
 - BM25 term frequencies twice, as sparse arrays: by term (``post_ptr``, ``post_rows``, ``post_tf``: what a
   query reads) and by row (``row_ptr``, ``row_terms``: which terms a deleted chunk takes out of the KB-wide
   document frequencies), and ``vocab.json`` (term id → term);
+- ``docs.json``: the document id of each document row (segments written before it existed lack it: their
+  document ids are then read from the catalog when a search is restricted to some documents);
 - per embedding space ``dense-<space>/``: ``vectors.npy`` (float32, L2-normalised), ``docvec.npy`` (the
   normalised mean vector of each document's chunks) and, for large segments, ``ann.faiss`` (IVF or HNSW).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,6 +32,9 @@ import faiss
 import numpy as np
 
 DenseKind = Literal["auto", "flat", "hnsw", "ivf"]
+# A search restricted to at most this many vectors of a segment reads them all (exact, a few ms) instead
+# of asking the ANN index, whose probed lists may hold too few of them for a full top-k.
+EXACT_FILTERED_ROWS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,7 @@ class SegmentData:
     postings: tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     vectors: dict[EmbeddingSpace, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # space → (rows that have a vector in this space, ascending; their vectors)
+    doc_keys: list[str] | None = None  # the document id of each value of doc_of_row
 
 
 def write_segment(folder: Path, data: SegmentData, dense: DenseSettings) -> None:
@@ -103,6 +110,8 @@ def write_segment(folder: Path, data: SegmentData, dense: DenseSettings) -> None
     _save(tmp / "row_ptr.npy", _pointers(row_of, rows))
     _save(tmp / "row_terms.npy", terms[by_row].astype(np.int32))
     (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    if data.doc_keys is not None:
+        (tmp / "docs.json").write_text(json.dumps(data.doc_keys, ensure_ascii=False), encoding="utf-8")
     documents = int(data.doc_of_row.max()) + 1 if rows else 0
     meta: dict[str, object] = {"rows": rows, "documents": documents, "dense": {}}
     for space, (space_rows, vectors) in data.vectors.items():
@@ -223,13 +232,27 @@ class DenseSpace:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def positions_of(self, rows: np.ndarray) -> np.ndarray:
+        """Positions in this space of those segment ``rows`` (sorted) that have a vector here."""
+        if not len(self.rows) or not len(rows):
+            return np.empty(0, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
+        return at[np.asarray(self.rows[at]) == rows].astype(np.int64)
+
     def search(self, query: np.ndarray, k: int, dead_positions: np.ndarray | None,
-               selector: faiss.IDSelector | None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (positions in this space, cosine scores) among live positions, best first."""
+               selector: faiss.IDSelector | None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (positions in this space, cosine scores) among live positions, best first.
+
+        ``allowed`` (sorted live positions) restricts the candidates: a small set is searched exactly
+        (its vectors gathered), a large one through the ANN index with a bitmap ID selector.
+        """
         n = len(self.rows)
-        k = min(k, n)
+        k = min(k, n if allowed is None else len(allowed))
         if k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        if allowed is not None:
+            return self._search_allowed(query, k, allowed)
         if self.ann is None:
             scores = np.asarray(self.vectors @ query, dtype=np.float32)
             if dead_positions is not None and len(dead_positions):
@@ -245,6 +268,29 @@ class DenseSpace:
             params = faiss.SearchParametersHNSW(efSearch=max(self._settings.hnsw_ef_search, k))
         if selector is not None:
             params.sel = selector
+        scores, positions = self.ann.search(query.reshape(1, -1), k, params=params)
+        keep = positions[0] >= 0
+        return positions[0][keep].astype(np.int64), scores[0][keep]
+
+    def _search_allowed(self, query: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.rows)
+        if self.ann is None or len(allowed) <= EXACT_FILTERED_ROWS:
+            scores = np.asarray(self.vectors[allowed] @ query, dtype=np.float32)
+            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+            top = top[np.argsort(-scores[top], kind="stable")]
+            return allowed[top].astype(np.int64), scores[top]
+        bitmap = np.zeros((n + 7) // 8, dtype=np.uint8)
+        np.bitwise_or.at(bitmap, allowed >> 3, (1 << (allowed & 7)).astype(np.uint8))
+        selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+        params: faiss.SearchParameters
+        if self.kind == "ivf":
+            # Fewer candidates pass the selector in each list: probe more lists (at most 16×).
+            share = len(allowed) / n
+            boost = int(min(16, max(1, np.ceil(0.05 / share))))
+            params = faiss.SearchParametersIVF(nprobe=self._settings.ivf_nprobe * boost, sel=selector)
+        else:
+            params = faiss.SearchParametersHNSW(efSearch=max(self._settings.hnsw_ef_search, k), sel=selector)
+        assert self.ann is not None
         scores, positions = self.ann.search(query.reshape(1, -1), k, params=params)
         keep = positions[0] >= 0
         return positions[0][keep].astype(np.int64), scores[0][keep]
@@ -270,6 +316,11 @@ class Segment:
         self.df = np.diff(self.post_ptr)
         self.total_len = float(np.sum(self.doc_len, dtype=np.float64))
         self.documents = int(meta["documents"])
+        docs = folder / "docs.json"
+        self.doc_keys: list[str] | None = (json.loads(docs.read_text(encoding="utf-8")) if docs.exists()
+                                           else None)
+        self._doc_index: tuple[dict[str, list[int]], np.ndarray, np.ndarray] | None = None
+        self._doc_lock = threading.Lock()
         self.dense = {EmbeddingSpace.parse(key): DenseSpace(folder / info["folder"], info["kind"], dense, gpu)
                       for key, info in meta["dense"].items()}
 
@@ -283,6 +334,25 @@ class Segment:
         positions = np.searchsorted(self.ids, chunk_ids)
         positions = np.minimum(positions, len(self.ids) - 1)
         return positions[self.ids[positions] == chunk_ids].astype(np.int64)
+
+    def rows_of_documents(self, doc_ids: frozenset[str]) -> np.ndarray:
+        """Sorted rows of the chunks of those documents (``doc_keys`` must be known)."""
+        with self._doc_lock:
+            if self._doc_index is None:
+                assert self.doc_keys is not None
+                order = np.argsort(np.asarray(self.doc_of_row), kind="stable")
+                pointers = np.zeros(len(self.doc_keys) + 1, dtype=np.int64)
+                np.cumsum(np.bincount(np.asarray(self.doc_of_row), minlength=len(self.doc_keys)), out=pointers[1:])
+                positions: dict[str, list[int]] = {}
+                for i, key in enumerate(self.doc_keys):
+                    positions.setdefault(key, []).append(i)
+                self._doc_index = (positions, order, pointers)
+        positions, order, pointers = self._doc_index
+        found = [i for d in doc_ids for i in positions.get(d, ())]
+        if not found:
+            return np.empty(0, dtype=np.int64)
+        parts = [order[pointers[i] : pointers[i + 1]] for i in found]
+        return np.sort(np.concatenate(parts)).astype(np.int64)
 
     def terms_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """The distinct term ids of each row in ``rows``, concatenated."""

@@ -218,7 +218,8 @@ def segment_data(kb: str, ids: list[int], doc_ids: list[str], chunks: list[Index
     for space, rows in by_space.items():
         vectors[space] = (np.asarray(rows, dtype=np.int32), _vectors(kb, space.model, [chunks[r] for r in rows],
                                                                      catalog, router))
-    return SegmentData(ids_sorted, doc_of_row, tokens=[c.tokens for c in chunks], vectors=vectors)
+    return SegmentData(ids_sorted, doc_of_row, tokens=[c.tokens for c in chunks], vectors=vectors,
+                       doc_keys=list(documents))
 
 
 def _vectors(kb: str, model: str, chunks: list[IndexChunk], catalog: Catalog,
