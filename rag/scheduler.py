@@ -100,7 +100,7 @@ def run_scheduler(settings: Settings) -> None:
         raise ConfigError("no sync sources configured: add `sources: [{kb, folder, cron}]` to the RAG_CONFIG file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = RagService(settings)
-    jobs = JobRunner(service.catalog, max_workers=max(1, len(settings.sources)))
+    jobs = JobRunner(service.catalog)
     scheduler = SyncScheduler(service, jobs)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

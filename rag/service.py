@@ -31,6 +31,7 @@ from rag.store.conversations import (
     Rating,
     StoredMessage,
 )
+from rag.store.jobs import JobStore
 from rag.store.local import LocalBackend
 from rag.store.segment import DenseSettings
 from rag.types import Answer, Hit
@@ -306,4 +307,8 @@ class RagService:
     # -- jobs ----------------------------------------------------------------------------------
     def list_jobs(self, kb: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         """The newest jobs (of ``kb``, or of every KB), newest first."""
-        return self.catalog.jobs(kb, limit=limit)
+        return [job.to_json() for job in self.job_store.list(kb, limit)]
+
+    @cached_property
+    def job_store(self) -> JobStore:
+        return JobStore(self.catalog)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rag.jobs import JobRunner
 from rag.store.catalog import Catalog
+from rag.store.jobs import JobRecord, JobStore
 
 CHILD = """
 import pathlib, sys, time
@@ -40,14 +41,15 @@ def _start_child(db: Path, gate: Path) -> tuple[subprocess.Popen[str], str]:
     return child, child.stdout.readline().strip()
 
 
-def _wait_for_status(catalog: Catalog, job_id: str, wanted: str, timeout_s: float = 20.0) -> dict:  # type: ignore[type-arg]
+def _wait_for_status(catalog: Catalog, job_id: str, wanted: str, timeout_s: float = 20.0) -> JobRecord:
+    store = JobStore(catalog)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = catalog.job(job_id)
-        if job and job["status"] == wanted:
+        job = store.get(job_id)
+        if job and job.status == wanted:
             return job
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} is {catalog.job(job_id)}, not {wanted}")
+    raise AssertionError(f"job {job_id} is {store.get(job_id)}, not {wanted}")
 
 
 def test_a_starting_server_leaves_a_live_scheduler_process_job_running(tmp_path: Path) -> None:
@@ -58,9 +60,9 @@ def test_a_starting_server_leaves_a_live_scheduler_process_job_running(tmp_path:
         _wait_for_status(catalog, job_id, "running")
         server = JobRunner(catalog)
         assert server.recover_interrupted() == 0
-        assert catalog.job(job_id)["status"] == "running"  # type: ignore[index]
+        assert server.record(job_id).status == "running"
         gate.touch()
-        assert _wait_for_status(catalog, job_id, "succeeded")["result"] == {"finished": True}
+        assert _wait_for_status(catalog, job_id, "succeeded").result == {"finished": True}
         assert child.wait(timeout=20) == 0
         server.shutdown()
     finally:
@@ -76,24 +78,24 @@ def test_the_job_of_a_killed_process_on_this_host_is_failed_at_once(tmp_path: Pa
     child.wait(timeout=20)
     server = JobRunner(catalog)  # heartbeat still fresh: only the dead PID tells
     assert server.recover_interrupted() == 1
-    job = catalog.job(job_id)
-    assert job is not None and job["status"] == "failed" and "interrupted" in job["error"]
+    job = server.record(job_id)
+    assert job.status == "failed" and job.error is not None and "interrupted" in job.error
     server.shutdown()
 
 
 def test_a_runner_elsewhere_is_failed_only_once_its_heartbeat_goes_stale(tmp_path: Path) -> None:
-    catalog = Catalog(tmp_path / "catalog.db")
-    catalog.create_job("elsewhere-live", "sync", "kb", owner="other-host:4242:aaaa")
-    catalog.create_job("elsewhere-dead", "sync", "kb", owner="other-host:4343:bbbb")
-    runner = JobRunner(catalog, heartbeat_s=0.1, abandoned_after_s=1.0)
+    store = JobStore(Catalog(tmp_path / "catalog.db"))
+    store.create("elsewhere-live", "sync", "kb", owner="other-host:4242:aaaa")
+    store.create("elsewhere-dead", "sync", "kb", owner="other-host:4343:bbbb")
+    runner = JobRunner(store.catalog, heartbeat_s=0.1, abandoned_after_s=1.0)
     try:
         deadline = time.monotonic() + 2.5
         while time.monotonic() < deadline:  # the live one keeps beating; the dead one has stopped
-            catalog.beat_jobs("other-host:4242:aaaa")
+            store.beat("other-host:4242:aaaa")
             time.sleep(0.1)
         # No restart needed: the heartbeat thread found the dead one.
-        assert catalog.job("elsewhere-dead")["status"] == "failed"  # type: ignore[index]
-        assert catalog.job("elsewhere-live")["status"] == "queued"  # type: ignore[index]
+        assert runner.record("elsewhere-dead").status == "failed"
+        assert runner.record("elsewhere-live").status == "queued"
     finally:
         runner.shutdown()
 
@@ -120,5 +122,5 @@ def test_a_catalog_from_an_older_version_gains_the_new_columns(tmp_path: Path) -
     assert [(doc.source, doc.note) for doc in catalog.documents("handbook")] == [("leave.md", None)]
     runner = JobRunner(catalog)
     assert runner.recover_interrupted() == 1  # no owner, no heartbeat: left by a version that did not record them
-    assert catalog.job("old")["status"] == "failed"  # type: ignore[index]
+    assert runner.record("old").status == "failed"
     runner.shutdown()

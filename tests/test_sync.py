@@ -247,11 +247,11 @@ def test_queries_never_fail_during_a_sync_in_another_process(
 def wait_for_job(svc: RagService, kb: str, done: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for job in svc.catalog.jobs(kb):
+        for job in svc.list_jobs(kb, limit=50):
             if done(job):
                 return job
         time.sleep(0.1)
-    raise AssertionError(f"no matching job for '{kb}' within {timeout}s: {svc.catalog.jobs(kb)}")
+    raise AssertionError(f"no matching job for '{kb}' within {timeout}s: {svc.list_jobs(kb, limit=50)}")
 
 
 def finished(job: dict[str, Any]) -> bool:
@@ -294,8 +294,8 @@ def test_overlapping_runs_are_skipped_not_stacked(make_service: Callable[..., Ra
 
     # In this process: a second run while the first is active is recorded as skipped.
     running, second = scheduler.run_now(source), scheduler.run_now(source)
-    assert svc.catalog.job(second)["status"] == "skipped"
-    assert "already running" in svc.catalog.job(second)["error"]
+    assert jobs.get(second)["status"] == "skipped"
+    assert "already running" in jobs.get(second)["error"]
     assert wait_for_job(svc, "busy", lambda job: job["job_id"] == running and finished(job))["status"] == "succeeded"
 
     # Another process holds the KB's writer lock: the run does not wait behind it, it is skipped.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -227,7 +226,10 @@ class Catalog:
     def recover(self, kb: str) -> int:
         """Drop what an interrupted writer staged past the committed generation. Returns rows dropped."""
         with self._tx() as db:
-            generation = db.execute("SELECT generation FROM kbs WHERE name=?", (kb,)).fetchone()[0]
+            row = db.execute("SELECT generation FROM kbs WHERE name=?", (kb,)).fetchone()
+            if row is None:  # deleted while a job of it was queued: a clear error, not a TypeError
+                raise KBNotFound(f"knowledge base '{kb}' does not exist")
+            generation = row[0]
             dropped = db.execute("DELETE FROM chunks WHERE kb=? AND added_gen>?", (kb, generation)).rowcount
             db.execute("UPDATE chunks SET deleted_gen=NULL WHERE kb=? AND deleted_gen>?", (kb, generation))
         return dropped
@@ -402,76 +404,6 @@ class Catalog:
                 "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES (?,?,?)",
                 [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
             )
-
-    # -- jobs --------------------------------------------------------------------------------
-    def create_job(self, job_id: str, kind: str, kb: str | None, total: int = 0, owner: str | None = None) -> None:
-        now = time.time()
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO jobs(job_id, kb, kind, status, total, created_at, owner, heartbeat_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (job_id, kb, kind, "queued", total, now, owner, now),
-            )
-
-    def beat_jobs(self, owner: str) -> None:
-        """``owner`` is alive: refresh the heartbeat of its unfinished jobs."""
-        with self._tx() as db:
-            db.execute("UPDATE jobs SET heartbeat_at=? WHERE owner=? AND status IN ('queued','running')",
-                       (time.time(), owner))
-
-    def update_job(self, job_id: str, **fields: Any) -> None:
-        if "result" in fields and fields["result"] is not None:
-            fields["result"] = json.dumps(fields["result"], ensure_ascii=False)
-        if fields.get("status") == "running":
-            fields.setdefault("started_at", time.time())
-        if fields.get("status") in {"succeeded", "failed", "skipped"}:
-            fields.setdefault("finished_at", time.time())
-        assignments = ", ".join(f"{key}=?" for key in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*fields.values(), job_id))
-
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        return self._job_dict(row) if row else None
-
-    def jobs(self, kb: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        if kb is None:
-            rows = self.db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM jobs WHERE kb=? ORDER BY created_at DESC LIMIT ?", (kb, limit)
-            ).fetchall()
-        return [self._job_dict(row) for row in rows]
-
-    def unfinished_jobs(self) -> list[tuple[str, str | None, float | None]]:
-        """(job_id, owner, heartbeat_at) of every queued or running job."""
-        rows = self.db.execute("SELECT job_id, owner, heartbeat_at FROM jobs WHERE status IN ('queued','running')")
-        return [(row["job_id"], row["owner"], row["heartbeat_at"]) for row in rows]
-
-    def fail_unfinished_jobs(self, job_ids: list[str], reason: str) -> int:
-        """Mark these jobs failed, unless they finished in the meantime."""
-        now = time.time()
-        with self._tx() as db:
-            return sum(db.execute(
-                "UPDATE jobs SET status='failed', error=?, finished_at=? WHERE job_id=? AND status IN ('queued','running')",
-                (reason, now, job_id),
-            ).rowcount for job_id in job_ids)
-
-    @staticmethod
-    def _job_dict(row: sqlite3.Row) -> dict[str, Any]:
-        return {
-            "job_id": row["job_id"],
-            "kb": row["kb"],
-            "kind": row["kind"],
-            "status": row["status"],
-            "progress": {"done": row["done"], "total": row["total"]},
-            "result": json.loads(row["result"]) if row["result"] else None,
-            "error": row["error"],
-            "created_at": row["created_at"],
-            "started_at": row["started_at"],
-            "finished_at": row["finished_at"],
-        }
-
 
 class _Transaction:
     """``with catalog._tx() as db:`` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""
