@@ -81,6 +81,13 @@ class RetrievalSettings(BaseModel):
     dense_weight_zh: float = 0.8
     # Dense hits from the index of the other language's chunks count this much less.
     cross_language_weight: float = 0.5
+    # The language switch (docs/retrieval.md): the other language's chunks rank first when (best cosine
+    # over them − best over the query language's chunks, both under embedding.cross_language_model)
+    # − language_switch_bm25_weight × (best BM25 hit's share of the query's attainable BM25) is above
+    # language_switch_threshold. Fitted on benchmarks/data/qa (benchmarks/bench_cross_language.py).
+    language_switch: bool = True
+    language_switch_bm25_weight: float = Field(default=0.35, ge=0)
+    language_switch_threshold: float = -0.215
     reranker: str | None = None  # cross-encoder name or path, e.g. "BAAI/bge-reranker-base"
     relevance_threshold: float = 0.0  # minimum fused score (0..1) of a hit used as a source
     # The relevance gate (rag/gate.py), comparable across questions: a source needs BM25 of at least this

@@ -10,10 +10,12 @@ import numpy as np
 from ingest.language import detect_language
 from rag.config import RetrievalSettings
 from rag.embed import EmbeddingRouter
+from rag.gate import attainable_bm25, term_scorer
 from rag.retrieve.fusion import reciprocal_rank_fusion, score_fusion
+from rag.retrieve.language_switch import LanguageSwitch, decide, other_language, switch_order
 from rag.retrieve.rerank import Reranker
 from rag.retrieve.tokenize import default_tokenizer
-from rag.store.backend import IndexBackend
+from rag.store.backend import IndexBackend, IndexReader
 from rag.store.segment import EmbeddingSpace
 from rag.types import Hit
 
@@ -59,8 +61,9 @@ class Searcher:
             results[name] = (ids.tolist(), scores.tolist())
             raw[name] = {int(i): (r, float(s)) for r, (i, s) in enumerate(zip(ids, scores, strict=True), 1)}
 
+        tokens = default_tokenizer(query)
         if weights["bm25"] > 0:
-            found("bm25", *reader.bm25_top_k(default_tokenizer(query), depth, options.doc_ids))
+            found("bm25", *reader.bm25_top_k(tokens, depth, options.doc_ids))
         query_vectors: dict[str, np.ndarray] = {}
         for space in reader.spaces():
             embedder = self.router.embedder(space.model)
@@ -78,6 +81,11 @@ class Searcher:
             fused = reciprocal_rank_fusion(rankings, weights, self.settings.rrf_k)
         else:
             fused = score_fusion(results, weights)
+        switch = self._language_switch(reader, language, tokens, results, query_vectors, options)
+        if switch is not None and switch.switched:
+            target = {item for name, (ids, _) in results.items()
+                      if name.endswith("@" + switch.target_language) for item in ids}
+            fused = switch_order(fused, target)
         # The reader returns only chunks of its generation, so the top of the fusion is the answer.
         top = fused[: options.top_k] if self.reranker is None else fused[: max(options.top_k, 20)]
         rows = reader.chunks([item for item, _ in top])
@@ -88,11 +96,44 @@ class Searcher:
                 continue
             explain = {name: {"rank": hit[chunk_id][0], "score": round(hit[chunk_id][1], 4)}
                        for name, hit in raw.items() if chunk_id in hit}
+            if switch is not None:
+                explain["language_switch"] = switch.explain()
             hits.append(Hit(chunk_id=chunk_id, doc_id=row.doc_id, source=row.source, page=row.page,
                             text=row.text, score=round(score, 4), heading=row.heading, explain=explain))
         if self.reranker is not None:
             hits = self.reranker.rerank(query, hits)
         return hits[: options.top_k]
+
+    def _language_switch(self, reader: IndexReader, language: str, tokens: list[str],
+                         results: dict[str, tuple[list[int], list[float]]], query_vectors: dict[str, np.ndarray],
+                         options: SearchOptions) -> LanguageSwitch | None:
+        """Whether the other language's chunks should rank first (rag/retrieve/language_switch.py).
+
+        Only in hybrid mode, and only where the cross-language model holds chunks of both languages,
+        so single-language KBs (SciFact, CMRC) search exactly as before and pay nothing for it.
+        """
+        model = self.router.cross_language_model
+        s = self.settings
+        if not s.language_switch or options.mode != "hybrid" or model is None or model not in query_vectors:
+            return None
+        other = other_language(language)
+        spaces = {space.language: space for space in reader.spaces() if space.model == model}
+        other_ids, other_scores = results.get(f"dense:{model}@{other}", ([], []))
+        if other not in spaces or language not in spaces or not other_scores:
+            return None
+        own = results.get(f"dense:{model}")
+        if own is None:  # the query language's own model is another one: one look at its best chunk
+            _, scores = reader.dense_top_k(spaces[language], query_vectors[model], 1,
+                                           s.dense_document_weight, options.doc_ids)
+            own = ([], scores.tolist())
+        own_best = float(own[1][0]) if own[1] else None
+        share = 0.0
+        bm25 = results.get("bm25")
+        if bm25 and bm25[1]:
+            attainable = attainable_bm25(tokens, term_scorer(reader))
+            share = min(float(bm25[1][0]) / attainable, 1.0) if attainable > 0 else 0.0
+        return decide(language, own_best, float(other_scores[0]), share,
+                      s.language_switch_bm25_weight, s.language_switch_threshold)
 
     def space_weight(self, space: EmbeddingSpace, multilingual: bool, language: str, weight: float) -> float:
         """How much an embedding space counts for a query in ``language``.
