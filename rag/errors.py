@@ -39,6 +39,13 @@ class DocumentNotFound(RagError):
     http_status = 404
 
 
+class KBDeleting(RagError):
+    """The KB is being deleted: it takes no new work, and its name is free again once the removal ends."""
+
+    code = "kb_deleting"
+    http_status = 409
+
+
 class JobNotFound(RagError):
     code = "job_not_found"
     http_status = 404

@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]
 JobFunction = Callable[[Progress], dict[str, Any]]
-# kb, payload → the work of a job to run again after a restart
-Resumer = Callable[[str | None, dict[str, Any]], JobFunction]
+# an interrupted job (with its kb and payload) → its work, to run it again after a restart
+Resumer = Callable[[JobRecord], JobFunction]
 
 
 class JobSkipped(RagError):
@@ -149,7 +149,7 @@ class JobRunner:
         if not self.store.claim(job.job_id, job.owner, self.owner):
             return  # another runner took it first
         try:
-            work = self._resumers[job.kind](job.kb, job.payload)
+            work = self._resumers[job.kind](job)
         except Exception as exc:  # e.g. its KB is gone: the job cannot run again
             self.store.finish(job.job_id, "failed", error=f"{INTERRUPTED}; cannot resume: {exc}")
             return

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from rag.api import chat, conversations, dify, documents, health, jobs, kbs, openai_compat, search
 from rag.api.auth import KeyRing, Principal, Role
+from rag.api.background import register_resumers
 from rag.api.errors import install_error_handlers
 from rag.api.guard import GuardMiddleware
 from rag.api.metrics import Metrics
@@ -45,6 +46,7 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        register_resumers(state)  # interrupted uploads and syncs are run again, not failed
         interrupted = state.jobs.recover_interrupted()
         if interrupted:
             log.warning("marked %d job(s) interrupted by the last shutdown as failed", interrupted)

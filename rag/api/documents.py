@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from ingest.language import estimate_tokens
 from rag.api.audit import record
 from rag.api.auth import Principal, Role, requires
-from rag.api.background import submit_ingest_job
+from rag.api.background import submit_sync_job, submit_upload_job
 from rag.api.schemas import (
     ChunkList,
     ChunkOut,
@@ -115,7 +115,7 @@ async def upload_documents(
     if wait:
         report = await run_in_threadpool(run, None)
         return JSONResponse(IngestResult(**report.to_json()).model_dump(), status_code=status.HTTP_201_CREATED)
-    job_id = submit_ingest_job(state, "ingest", kb, run, total=len(stored), who=who)
+    job_id = submit_upload_job(state, kb, stored, who=who)
     record(request, job_id=job_id)
     return JobAccepted(job_id=job_id, status=state.jobs.get(job_id)["status"], files=names)
 
@@ -130,8 +130,6 @@ def sync_folder(kb: KBName, body: SyncRequest, request: Request, state: ApiState
     state.service.get_kb(kb)
     folder, root = state.service.check_sync_source(body.source)
     record(request, source=str(folder))
-    job_id = submit_ingest_job(state, "sync", kb,
-                               lambda progress: state.service.sync(kb, folder, progress, root=root),
-                               skip_if_active=True, who=who)
+    job_id = submit_sync_job(state, kb, folder, root, who=who)
     record(request, job_id=job_id)
     return JobAccepted(job_id=job_id, status=state.jobs.get(job_id)["status"])

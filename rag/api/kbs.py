@@ -39,6 +39,8 @@ def get_kb(kb: KBName, state: ApiState = Depends(api_state), _: Principal = Depe
 @router.delete("/{kb}", response_model=KBDeleted)
 def delete_kb(kb: KBName, state: ApiState = Depends(api_state),
               _: Principal = Depends(requires(Role.admin))) -> KBDeleted:
-    state.service.delete_kb(kb)
-    state.uploads.remove_kb(kb)
+    """Immediate: from now on the KB is gone from the list and refused (409 `kb_deleting` until its data is
+    removed in the background, then 404); its queued and running jobs are cancelled (a running one stops at
+    its next file). A new KB of the same name can be created once the removal ends, and starts empty."""
+    state.service.delete_kb(kb, wait=False)
     return KBDeleted(name=kb)

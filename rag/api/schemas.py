@@ -133,7 +133,7 @@ class JobOut(BaseModel):
     job_id: str
     kb: str | None
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "skipped"]
+    status: Literal["queued", "running", "succeeded", "failed", "skipped", "cancelled"]
     progress: JobProgress
     result: dict[str, Any] | None
     error: str | None
