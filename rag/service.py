@@ -11,13 +11,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ingest.discovery import SourceFile, discover
 from ingest.loaders import LoadLimits, warm_up_parsers
 from ingest.splitter import Splitter
 from rag.config import IngestSettings, Settings
-from rag.deletion import KBDeletions
-from rag.embed import EmbeddingRouter
+from rag.embed import BUNDLED_EMBEDDERS, EmbeddingRouter
 from rag.errors import InvalidInput, OriginalNotKept
+from rag.filters import DocumentFilter, check_kbs, fuse_kbs
 from rag.folders import FolderPolicy
 from rag.indexing import Indexer, IngestReport, ProgressCallback
 from rag.retrieve.rerank import Reranker, load_reranker
@@ -39,7 +41,7 @@ from rag.types import Answer, Hit
 
 if TYPE_CHECKING:
     from rag.chat import ChatEvent, ChatOptions
-    from rag.llm.base import ChatMessage, ChatModel
+    from rag.llm.base import ChatMessage, ChatModel, GenerationParams
 
 HISTORY_MESSAGES = 20  # earlier messages of a conversation sent with a new question (condensing reads them)
 
@@ -98,35 +100,20 @@ class RagService:
 
     # -- knowledge bases ---------------------------------------------------------------------
     def create_kb(self, name: str, description: str = "") -> KBInfo:
-        self.deletions.check(validate_kb_name(name))
-        return self.catalog.create_kb(name, description)
+        return self.catalog.create_kb(validate_kb_name(name), description)
 
     def list_kbs(self) -> list[KBInfo]:
-        deleting = self.deletions.names()
-        return [kb for kb in self.catalog.list_kbs() if kb.name not in deleting]
+        return self.catalog.list_kbs()
 
     def get_kb(self, name: str) -> KBInfo:
-        self.deletions.check(validate_kb_name(name))
-        return self.catalog.get_kb(name)
+        return self.catalog.get_kb(validate_kb_name(name))
 
-    def delete_kb(self, name: str, wait: bool = True) -> None:
-        """Refused from now on (409 ``kb_deleting``), its jobs stopped at their next file (in any process:
-        their rows go), its data removed — with ``wait=False`` in the background (rag/deletion.py)."""
+    def delete_kb(self, name: str) -> None:
         self.get_kb(name)
-        self.deletions.start(name, lambda: self._remove_kb(name), wait=wait)
-
-    @cached_property
-    def deletions(self) -> KBDeletions:
-        return KBDeletions()
-
-    def _remove_kb(self, name: str) -> None:
-        self.job_store.forget_kb(name)
-        with self.indexer.writer(name):  # waits for a running job of the KB to stop at its next file
+        with self.indexer.writer(name):
             self.catalog.delete_kb(name)
-            self.job_store.forget_kb(name)  # a job queued by another process meanwhile
         self.index.forget(name)
         shutil.rmtree(self.kb_dir(name), ignore_errors=True)
-        shutil.rmtree(self.settings.home / "uploads" / name, ignore_errors=True)
 
     # -- documents ---------------------------------------------------------------------------
     def ingest(self, kb: str, paths: list[Path], progress: ProgressCallback | None = None) -> IngestReport:
@@ -211,15 +198,39 @@ class RagService:
         mode: Mode = "hybrid",
         bm25_weight: float | None = None,
         dense_weight: float | None = None,
+        filter: DocumentFilter | None = None,
     ) -> list[Hit]:
+        """``filter``: only documents it matches are searched, inside the index search (rag/filters.py)."""
         self.get_kb(kb)
         if not query or not query.strip():
             raise InvalidInput("query must not be empty")
         top_k = top_k or self.settings.retrieval.top_k
         if not 1 <= top_k <= 1000:
             raise InvalidInput("top_k must be between 1 and 1000")
-        options = SearchOptions(top_k=top_k, mode=mode, bm25_weight=bm25_weight, dense_weight=dense_weight)
+        doc_ids = None if filter is None or filter.empty else filter.doc_ids(self.catalog.documents(kb))
+        if doc_ids is not None and not doc_ids:
+            return []
+        options = SearchOptions(top_k=top_k, mode=mode, bm25_weight=bm25_weight, dense_weight=dense_weight,
+                                doc_ids=doc_ids)
         return self.searcher.search(kb, query, options)
+
+    def search_many(
+        self,
+        kbs: list[str],
+        query: str,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+        bm25_weight: float | None = None,
+        dense_weight: float | None = None,
+        filter: DocumentFilter | None = None,
+    ) -> list[Hit]:
+        """One ranking over several KBs: each searched for ``top_k``, fused by RRF; each hit names its ``kb``."""
+        kbs = check_kbs(kbs)
+        for kb in kbs:
+            self.get_kb(kb)
+        top_k = top_k or self.settings.retrieval.top_k
+        results = {kb: self.search(kb, query, top_k, mode, bm25_weight, dense_weight, filter) for kb in kbs}
+        return fuse_kbs(results, top_k, self.settings.retrieval.rrf_k)
 
     def warm_up(self) -> None:
         """Load the embedding models and the text parsers now rather than on the first query or file."""
@@ -235,16 +246,63 @@ class RagService:
         with self._chat_model_lock:
             return create_chat_model(self.settings.llm, self.settings.home)
 
-    def answer(self, kb: str, messages: list[ChatMessage], options: ChatOptions | None = None) -> Answer:
+    def answer(self, kb: str | list[str], messages: list[ChatMessage], options: ChatOptions | None = None) -> Answer:
+        """A grounded answer from ``kb`` (a list: several KBs, their rankings fused); ``options.filter`` narrows it."""
         from rag.chat import answer_question
 
-        return answer_question(self, kb, messages, options)
+        return answer_question(self, self._answer_kbs(kb), messages, options)
 
-    def stream_answer(self, kb: str, messages: list[ChatMessage],
+    def stream_answer(self, kb: str | list[str], messages: list[ChatMessage],
                       options: ChatOptions | None = None) -> Iterator[ChatEvent]:
         from rag.chat import stream_answer
 
-        return stream_answer(self, kb, messages, options)
+        return stream_answer(self, self._answer_kbs(kb), messages, options)
+
+    def _answer_kbs(self, kb: str | list[str]) -> str | list[str]:
+        """One KB stays a name (its answers are as before); several are checked and fused."""
+        if isinstance(kb, str):
+            return kb
+        kbs = check_kbs(kb)
+        for name in kbs:
+            self.get_kb(name)
+        return kbs[0] if len(kbs) == 1 else kbs
+
+    def stream_llm(self, messages: list[ChatMessage], params: GenerationParams) -> Iterator[ChatEvent]:
+        """The chat model alone, without retrieval (the /v1 endpoint's non-KB models), as chat events.
+
+        The model is loaded before the generator is returned, so a missing model fails here, not mid-stream.
+        """
+        from rag.chat import ChatEvent
+
+        model = self.chat_model
+
+        def events() -> Iterator[ChatEvent]:
+            yield ChatEvent("sources")
+            for piece in model.stream(messages, params):
+                yield ChatEvent("token", text=piece)
+            yield ChatEvent("done")
+
+        return events()
+
+    def generation_defaults(self) -> GenerationParams:
+        """The configured generation parameters (llm.*), which a request may override."""
+        from rag.chat import generation_params
+
+        return generation_params(self, None)
+
+    def chat_options(self, **fields: Any) -> ChatOptions:
+        """Options for ``answer``/``stream_answer`` (rag.chat.ChatOptions), so front doors need not import rag.chat."""
+        from rag.chat import ChatOptions
+
+        return ChatOptions(**fields)
+
+    def embedding_models(self) -> list[str]:
+        """The embedding models /v1/embeddings may use: the configured ones and the bundled ones."""
+        emb = self.settings.embedding
+        return sorted({emb.english, emb.chinese, *BUNDLED_EMBEDDERS})
+
+    def embed_texts(self, model: str, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.router.embedder(model).embed_documents(texts), dtype="<f4")
 
     # -- conversations (owner None: an admin, who sees everyone's) -----------------------------
     @cached_property
@@ -252,8 +310,8 @@ class RagService:
         return ConversationStore(self.catalog)
 
     def create_conversation(self, owner: str, kbs: list[str], title: str = "") -> Conversation:
-        if len(kbs) != 1:
-            raise InvalidInput('a conversation asks one knowledge base: give "kbs": [NAME]')
+        """A conversation asks its KBs (several: their rankings fused into one)."""
+        kbs = check_kbs(kbs)
         for kb in kbs:
             self.get_kb(kb)
         return self.conversations.create(owner, kbs, title.strip())
@@ -277,30 +335,45 @@ class RagService:
     def _conversation_turn(self, conversation_id: str, owner: str | None,
                            content: str) -> tuple[Conversation, list[ChatMessage]]:
         conversation = self.conversations.get(conversation_id, owner)
-        self.get_kb(conversation.kbs[0])
+        for kb in conversation.kbs:
+            self.get_kb(kb)
         history: list[ChatMessage] = [{"role": m.role, "content": m.content} for m in self.conversations.messages(conversation.id)]
         return conversation, [*history[-HISTORY_MESSAGES:], {"role": "user", "content": content}]
 
     def _record_answer(self, conversation: Conversation, question: str, answer: Answer,
-                       options: ChatOptions | None) -> int:
-        settings = {"top_k": options.top_k, "params": asdict(options.params) if options.params else None} if options else {}
-        record = AnswerRecord(conversation.kbs[0], answer.answer, answer.grounded,
+                       options: ChatOptions | None, kbs: list[str] | None = None) -> int:
+        kbs = kbs or conversation.kbs
+        settings: dict[str, Any] = {}
+        if options:
+            settings = {"top_k": options.top_k, "params": asdict(options.params) if options.params else None}
+            if options.filter is not None:
+                settings["filter"] = options.filter.to_json()
+        if len(kbs) > 1:
+            settings["kbs"] = kbs
+        # The answer is filed under the first KB (feedback export --kb); citations name their own KB.
+        record = AnswerRecord(kbs[0], answer.answer, answer.grounded,
                               [c.to_json() for c in answer.citations], list(answer.evidence), settings,
                               model_text=answer.generated)
         return self.conversations.add_exchange(conversation.id, question, record, title=question.strip()[:80])
+
+    def record_exchange(self, conversation_id: str, owner: str | None, question: str, answer: Answer,
+                        kbs: list[str], options: ChatOptions | None = None) -> int:
+        """Store a question answered elsewhere (the stateless /v1 endpoint) in ``owner``'s conversation."""
+        conversation = self.conversations.get(conversation_id, owner)
+        return self._record_answer(conversation, question, answer, options, kbs)
 
     def ask_in_conversation(self, conversation_id: str, owner: str | None, content: str,
                             options: ChatOptions | None = None) -> tuple[Answer, int]:
         """Answer ``content`` with the conversation's history; the exchange is stored. Returns (answer, its id)."""
         conversation, messages = self._conversation_turn(conversation_id, owner, content)
-        answer = self.answer(conversation.kbs[0], messages, options)
+        answer = self.answer(conversation.kbs, messages, options)
         return answer, self._record_answer(conversation, content, answer, options)
 
     def stream_in_conversation(self, conversation_id: str, owner: str | None, content: str,
                                options: ChatOptions | None = None) -> Iterator[tuple[ChatEvent, int | None]]:
         """The chat stream's events; the final one comes with the stored answer's message id."""
         conversation, messages = self._conversation_turn(conversation_id, owner, content)
-        for event in self.stream_answer(conversation.kbs[0], messages, options):
+        for event in self.stream_answer(conversation.kbs, messages, options):
             if event.kind == "done" and event.answer is not None:
                 yield event, self._record_answer(conversation, content, event.answer, options)
             else:

@@ -19,11 +19,14 @@ class Hit:
     heading: str | None = None
     # Per-retriever details (rank and raw score), for people debugging relevance.
     explain: dict[str, Any] = field(default_factory=dict, compare=False)
+    kb: str = ""  # the KB it came from, set by searches over several KBs (rag/filters.py)
 
     def to_json(self, with_explain: bool = False) -> dict[str, Any]:
         data = asdict(self)
         if not with_explain:
             data.pop("explain")
+        if not self.kb:
+            data.pop("kb")
         return data
 
 
@@ -35,9 +38,13 @@ class Citation:
     page: int | None
     text: str
     chunk_id: int | None = None
+    kb: str = ""  # the KB it came from, in answers over several KBs
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.kb:
+            data.pop("kb")
+        return data
 
 
 @dataclass(slots=True)

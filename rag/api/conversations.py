@@ -7,21 +7,17 @@ as ``/api/kbs/{kb}/chat`` (``RagService.stream_answer``), with the stored messag
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from rag.api.answers import citations_out, params_from
+from rag.api.answers import SSE_DOC, answer_stream, citations_out, event_json, filter_of, params_from
 from rag.api.audit import record
 from rag.api.auth import ANONYMOUS_ADMIN, Principal, Role, requires
 from rag.api.bounds import check_question
-from rag.api.chat import _SSE_DOC, _event_json
-from rag.api.errors import request_id_of
 from rag.api.schemas import (
     ConversationAnswer,
     ConversationCreate,
@@ -37,12 +33,11 @@ from rag.api.schemas import (
     StoredMessageOut,
 )
 from rag.api.state import ApiState, api_state
-from rag.api.streaming import SSE_HEADERS, ThreadedIterator, sse
-from rag.chat import ChatEvent, ChatOptions
-from rag.errors import RagError
+from rag.api.streaming import SSE_HEADERS, ThreadedIterator
 from rag.store.conversations import Conversation
 
-log = logging.getLogger("rag.api")
+if TYPE_CHECKING:
+    from rag.service import ChatEvent
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -116,20 +111,22 @@ def delete_conversation(conversation_id: str, request: Request, state: ApiState 
     return ConversationDeleted(id=conversation_id)
 
 
-@router.post("/{conversation_id}/messages", response_model=ConversationAnswer, responses=_SSE_DOC)
+@router.post("/{conversation_id}/messages", response_model=ConversationAnswer, responses=SSE_DOC)
 async def post_message(conversation_id: str, body: ConversationMessage, request: Request,
                        state: ApiState = Depends(api_state),
                        who: Principal = Depends(requires(Role.reader))) -> Any:
-    """Ask in the conversation: ask's shape plus `message_id`, or (stream=true) the chat route's events,
-    the `done` event carrying `message_id`. The question and its answer are stored once the answer is done."""
+    """Ask in the conversation (all of its KBs; `filter` narrows this question to some documents): ask's
+    shape plus `message_id`, or (stream=true) the chat route's events, the `done` event carrying
+    `message_id`. The question and its answer are stored once the answer is done."""
     service = state.service
     check_question(body.content, state.settings.server)
     owner = visible_to(who)
     conversation, _ = await run_in_threadpool(service.get_conversation, conversation_id, owner)
     _check_kbs(who, conversation.kbs)
     record(request, kb=conversation.kbs[0], conversation=conversation_id)
-    options = ChatOptions(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
-                          params=params_from(service, body), evidence_quotes=body.evidence_quotes)
+    options = service.chat_options(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
+                                   params=params_from(service, body), evidence_quotes=body.evidence_quotes,
+                                   filter=filter_of(body.filter))
     started = time.perf_counter()
     if not body.stream:
         answer, message_id = await run_in_threadpool(service.ask_in_conversation, conversation_id, owner,
@@ -141,31 +138,14 @@ async def post_message(conversation_id: str, body: ConversationMessage, request:
                                   search_query=answer.search_query, message_id=message_id)
     events = ThreadedIterator(service.stream_in_conversation(conversation_id, owner, body.content, options))
     first = await anext(events)  # retrieval happens here: a missing KB is still a plain 404
-    return StreamingResponse(_event_stream(first, events, state, request, started),
+    return StreamingResponse(answer_stream(first, events, _with_id, state, request, started, "conversation"),
                              media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _event_stream(first: tuple[ChatEvent, int | None], events: ThreadedIterator[tuple[ChatEvent, int | None]],
-                        state: ApiState, request: Request, started: float) -> AsyncIterator[str]:
-    try:
-        yield sse(_with_id(*first))
-        async for event, message_id in events:
-            yield sse(_with_id(event, message_id))
-        state.metrics.chat.labels("conversation").observe(time.perf_counter() - started)
-    except RagError as exc:
-        yield sse({"type": "error", "error": {"code": exc.code, "message": exc.message}})
-    except Exception:
-        request_id = request_id_of(request)
-        log.exception("request %s: conversation stream failed", request_id)
-        yield sse({"type": "error", "error": {"code": "internal_error", "request_id": request_id,
-                                              "message": f"internal server error (request id {request_id})"}})
-    finally:
-        await events.aclose()
-    yield sse("[DONE]")
-
-
-def _with_id(event: ChatEvent, message_id: int | None) -> dict[str, Any]:
-    data = _event_json(event)
+def _with_id(item: tuple[ChatEvent, int | None]) -> dict[str, Any]:
+    """The chat route's event, the `done` one with the stored answer's `message_id`."""
+    event, message_id = item
+    data = event_json(event)
     if message_id is not None:
         data["message_id"] = message_id
     return data

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
+
+from rag.filters import MAX_KBS, DocumentFilter
 
 # What the service accepts as a KB name (rag.service.KB_NAME), published in the schema; the service checks it
 # and answers 422 `invalid_input` naming the rule.
@@ -75,10 +78,19 @@ class DocumentOut(BaseModel):
     title: str | None
     updated_at: float
     note: str | None = Field(default=None, description="how a misnamed or damaged file was read")
+    origin: str = Field(default="upload", description="`upload`, `sync:FOLDER` (relative to its sync root) or "
+                        "`schedule:NAME`; a sync mirrors only the documents of its own origin")
+    uploaded_by: str | None = Field(default=None, description="label of the API key that uploaded it")
+    tags: list[str] = Field(default_factory=list)
 
 
 class DocumentList(BaseModel):
     documents: list[DocumentOut]
+
+
+class DocumentPatch(Request):
+    tags: list[Annotated[str, Field(max_length=64)]] = Field(
+        max_length=32, description="the document's tags, replacing the current ones (at most 32, each 1-64 characters)")
 
 
 class DocumentDeleted(BaseModel):
@@ -149,7 +161,30 @@ class JobList(BaseModel):
 # -- search ------------------------------------------------------------------------------------
 
 
-class SearchRequest(Request):
+class FilterIn(Request):
+    """Which documents to search (rag/filters.py): every condition given must hold. Unknown fields are a 422."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    source: str | None = Field(default=None, min_length=1, max_length=1000,
+                               description="a glob on the document's source path; `*` also crosses `/`")
+    format: str | list[Annotated[str, Field(min_length=1, max_length=20)]] | None = Field(
+        default=None, max_length=50, description='"pdf", or a list: any of them')
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=50, description="the document carries every one of them")
+    modified_after: datetime | None = Field(
+        default=None, description="ISO 8601 (UTC unless it says) or epoch seconds; the current version's "
+        "indexing time, inclusive")
+    modified_before: datetime | None = Field(default=None, description="as modified_after, exclusive")
+
+    def to_filter(self) -> DocumentFilter | None:
+        return DocumentFilter.from_json(self.model_dump(exclude_none=True))
+
+
+KBNames = list[Annotated[str, Field(min_length=1, max_length=64)]]
+
+
+class SearchFields(Request):
     query: str = Field(min_length=1, max_length=4000, pattern=r"\S",
                        description="at most 4,000 characters and server.max_question_tokens tokens")
     top_k: int | None = Field(default=None, ge=1, le=1000)
@@ -157,6 +192,16 @@ class SearchRequest(Request):
     bm25_weight: float | None = Field(default=None, ge=0, le=100)
     dense_weight: float | None = Field(default=None, ge=0, le=100)
     explain: bool = Field(default=False, description="include each retriever's rank and raw score")
+    filter: FilterIn | None = Field(default=None, description="search only the documents it matches")
+
+
+class SearchRequest(SearchFields):
+    pass
+
+
+class MultiSearchRequest(SearchFields):
+    kbs: KBNames = Field(min_length=1, max_length=MAX_KBS,
+                        description="the KBs to search, their rankings fused by RRF; each hit names its kb")
 
 
 class HitOut(BaseModel):
@@ -169,6 +214,8 @@ class HitOut(BaseModel):
     # Left out when absent; `page` is always there (null where the format has none), as the contract says.
     heading: str | None = Field(default=None, exclude_if=lambda value: value is None)
     explain: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
+    kb: str | None = Field(default=None, exclude_if=lambda value: value is None,
+                           description="the KB it came from (searches over several KBs)")
 
 
 class SearchResponse(BaseModel):
@@ -201,6 +248,9 @@ class ChatRequest(GenerationFields):
     condense: bool = Field(default=True, description="rewrite a follow-up as a standalone question")
     evidence_quotes: int | None = Field(default=None, ge=0, le=10,
                                         description="source sentences quoted after the answer (0: none)")
+    filter: FilterIn | None = Field(default=None, description="answer only from the documents it matches")
+    kbs: KBNames | None = Field(default=None, max_length=MAX_KBS - 1,
+                               description="more KBs to ask beside the path's, fused by RRF")
 
 
 class CitationOut(BaseModel):
@@ -210,6 +260,8 @@ class CitationOut(BaseModel):
     page: int | None
     text: str
     chunk_id: int | None = None
+    kb: str | None = Field(default=None, exclude_if=lambda value: not value,
+                           description="the KB it came from (answers over several KBs)")
 
 
 class EvidenceOut(BaseModel):
@@ -257,6 +309,13 @@ class OpenAIChatRequest(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     # extensions
     retrieval_top_k: int | None = Field(default=None, ge=1, le=50, description="kb: models only")
+    filter: FilterIn | None = Field(default=None, description="kb: models only: answer from these documents")
+    kbs: KBNames | None = Field(default=None, max_length=MAX_KBS,
+                               description='kb: models only: more KBs to ask beside the model\'s ("kb:a+b" too)')
+    conversation_id: str | None = Field(
+        default=None, max_length=100,
+        description="record this exchange (the last user message and the answer) in that conversation, "
+        "which must be the caller's; the request stays stateless: the history is the messages sent")
 
 
 class AssistantMessage(BaseModel):
@@ -286,6 +345,8 @@ class ChatCompletion(BaseModel):
     sources: list[CitationOut] | None = Field(default=None, description="kb: models: the passages cited",
                                               exclude_if=lambda value: value is None)
     grounded: bool | None = Field(default=None, exclude_if=lambda value: value is None)
+    message_id: int | None = Field(default=None, exclude_if=lambda value: value is None,
+                                   description="with conversation_id: the stored answer's id, for feedback")
 
 
 class ModelCard(BaseModel):
@@ -360,7 +421,8 @@ class ChunkList(BaseModel):
 
 
 class ConversationCreate(Request):
-    kbs: list[str] = Field(min_length=1, max_length=1, description="the knowledge base to ask (one for now)")
+    kbs: KBNames = Field(min_length=1, max_length=MAX_KBS,
+                        description="the knowledge bases to ask (several: rankings fused by RRF)")
     title: str = Field(default="", max_length=200, description="default: the first question")
 
 
@@ -408,6 +470,7 @@ class ConversationMessage(GenerationFields):
     top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
     relevance_threshold: float | None = Field(default=None, ge=0, le=1)
     evidence_quotes: int | None = Field(default=None, ge=0, le=10)
+    filter: FilterIn | None = Field(default=None, description="answer only from the documents it matches")
 
 
 class ConversationAnswer(ChatResponse):
