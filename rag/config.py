@@ -32,7 +32,7 @@ class EmbeddingSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    # Where the index lives: "local" (segments on disk beside the catalog). "milvus" comes later.
+    # Where the index lives: "local" (segments on disk beside the catalog) or "milvus" (rag.store.factory).
     backend: Literal["local", "milvus"] = "local"
     # Dense search per segment: "flat" (exact), "ivf" or "hnsw" (approximate), "auto": flat below
     # ann_min_rows vectors, IVF above (docs/configuration.md has the measurements).
@@ -46,11 +46,12 @@ class StoreSettings(BaseModel):
     merge_factor: int = Field(default=10, ge=2)
     background_merge: bool = True
 
-    @model_validator(mode="after")
-    def _available(self) -> StoreSettings:
-        if self.backend == "milvus":
-            raise ConfigError("store.backend 'milvus' is not available yet: use store.backend: local")
-        return self
+    # store.backend: milvus (docs/deploy.md). A file path runs embedded Milvus Lite ("" = RAG_HOME/milvus.db);
+    # http://host:19530 a Milvus standalone or cluster.
+    milvus_uri: str = ""
+    # user:password or an API key of the Milvus server; read from the environment only
+    # (RAG_STORE__MILVUS_TOKEN), never from the config file.
+    milvus_token: SecretStr | None = None
 
 
 class ChunkingSettings(BaseModel):
@@ -279,6 +280,9 @@ class _YamlFileSource(PydanticBaseSettingsSource):
                               f"{getattr(exc, 'problem', None) or type(exc).__name__}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        if isinstance(data.get("store"), dict) and "milvus_token" in data["store"]:
+            raise ConfigError(f"config file {path}: store.milvus_token is read from the environment only "
+                              "(RAG_STORE__MILVUS_TOKEN); remove it from the file")
         return data
 
 

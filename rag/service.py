@@ -17,7 +17,6 @@ from ingest.discovery import SourceFile, discover
 from ingest.loaders import LoadLimits, warm_up_parsers
 from ingest.splitter import Splitter
 from rag.config import IngestSettings, Settings
-from rag.deletion import KBDeletions
 from rag.embed import BUNDLED_EMBEDDERS, EmbeddingRouter
 from rag.errors import InvalidInput, OriginalNotKept
 from rag.filters import DocumentFilter, check_kbs, fuse_kbs
@@ -25,7 +24,6 @@ from rag.folders import FolderPolicy
 from rag.indexing import Indexer, IngestReport, ProgressCallback
 from rag.retrieve.rerank import Reranker, load_reranker
 from rag.retrieve.searcher import Mode, Searcher, SearchOptions
-from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo
 from rag.store.conversations import (
     AnswerRecord,
@@ -35,9 +33,8 @@ from rag.store.conversations import (
     Rating,
     StoredMessage,
 )
+from rag.store.factory import build_index_backend
 from rag.store.jobs import JobStore
-from rag.store.local import LocalBackend
-from rag.store.segment import DenseSettings
 from rag.types import Answer, Hit
 
 if TYPE_CHECKING:
@@ -75,13 +72,7 @@ class RagService:
         emb = settings.embedding
         self.router = EmbeddingRouter(emb.english, emb.chinese, emb.device, emb.batch_size,
                                       emb.cross_language_model)
-        store = settings.store
-        self.index = LocalBackend(
-            self.catalog, self.kb_dir, self.router,
-            BM25Params(settings.retrieval.bm25_method, settings.retrieval.bm25_k1, settings.retrieval.bm25_b),
-            DenseSettings(store.dense_index, store.ann_min_rows, store.ivf_nprobe, store.hnsw_ef_search),
-            merge_factor=store.merge_factor, background_merge=store.background_merge, device=store.device,
-        )
+        self.index = build_index_backend(settings, self.catalog, self.kb_dir, self.router)
         self.indexer = Indexer(
             self.catalog,
             self.router,
@@ -101,35 +92,20 @@ class RagService:
 
     # -- knowledge bases ---------------------------------------------------------------------
     def create_kb(self, name: str, description: str = "") -> KBInfo:
-        self.deletions.check(validate_kb_name(name))
-        return self.catalog.create_kb(name, description)
+        return self.catalog.create_kb(validate_kb_name(name), description)
 
     def list_kbs(self) -> list[KBInfo]:
-        deleting = self.deletions.names()
-        return [kb for kb in self.catalog.list_kbs() if kb.name not in deleting]
+        return self.catalog.list_kbs()
 
     def get_kb(self, name: str) -> KBInfo:
-        self.deletions.check(validate_kb_name(name))
-        return self.catalog.get_kb(name)
+        return self.catalog.get_kb(validate_kb_name(name))
 
-    def delete_kb(self, name: str, wait: bool = True) -> None:
-        """Refused from now on (409 ``kb_deleting``), its jobs stopped at their next file (in any process:
-        their rows go), its data removed — with ``wait=False`` in the background (rag/deletion.py)."""
+    def delete_kb(self, name: str) -> None:
         self.get_kb(name)
-        self.deletions.start(name, lambda: self._remove_kb(name), wait=wait)
-
-    @cached_property
-    def deletions(self) -> KBDeletions:
-        return KBDeletions()
-
-    def _remove_kb(self, name: str) -> None:
-        self.job_store.forget_kb(name)
-        with self.indexer.writer(name):  # waits for a running job of the KB to stop at its next file
+        with self.indexer.writer(name):
             self.catalog.delete_kb(name)
-            self.job_store.forget_kb(name)  # a job queued by another process meanwhile
         self.index.forget(name)
         shutil.rmtree(self.kb_dir(name), ignore_errors=True)
-        shutil.rmtree(self.settings.home / "uploads" / name, ignore_errors=True)
 
     # -- documents ---------------------------------------------------------------------------
     def ingest(self, kb: str, paths: list[Path], progress: ProgressCallback | None = None) -> IngestReport:

@@ -139,13 +139,6 @@ def test_cuda_without_gpu_support_is_a_clear_error(tmp_path: Path) -> None:
     catalog.close()
 
 
-def test_milvus_is_refused_with_a_clear_message() -> None:
-    from rag.config import load_settings
-
-    with pytest.raises(ConfigError, match="not available yet"):
-        load_settings(store={"backend": "milvus"})
-
-
 def test_a_restriction_works_on_segments_written_before_they_named_their_documents(tmp_path: Path) -> None:
     backend = make_backend(tmp_path)
     corpus = Corpus(seed=17)
