@@ -17,6 +17,7 @@ from ingest.discovery import SourceFile, discover
 from ingest.loaders import LoadLimits, warm_up_parsers
 from ingest.splitter import Splitter
 from rag.config import IngestSettings, Settings
+from rag.deletion import KBDeletions
 from rag.embed import BUNDLED_EMBEDDERS, EmbeddingRouter
 from rag.errors import InvalidInput, OriginalNotKept
 from rag.filters import DocumentFilter, check_kbs, fuse_kbs
@@ -92,20 +93,35 @@ class RagService:
 
     # -- knowledge bases ---------------------------------------------------------------------
     def create_kb(self, name: str, description: str = "") -> KBInfo:
-        return self.catalog.create_kb(validate_kb_name(name), description)
+        self.deletions.check(validate_kb_name(name))
+        return self.catalog.create_kb(name, description)
 
     def list_kbs(self) -> list[KBInfo]:
-        return self.catalog.list_kbs()
+        deleting = self.deletions.names()
+        return [kb for kb in self.catalog.list_kbs() if kb.name not in deleting]
 
     def get_kb(self, name: str) -> KBInfo:
-        return self.catalog.get_kb(validate_kb_name(name))
+        self.deletions.check(validate_kb_name(name))
+        return self.catalog.get_kb(name)
 
-    def delete_kb(self, name: str) -> None:
+    def delete_kb(self, name: str, wait: bool = True) -> None:
+        """Refused from now on (409 ``kb_deleting``), its jobs stopped at their next file (in any process:
+        their rows go), its data removed — with ``wait=False`` in the background (rag/deletion.py)."""
         self.get_kb(name)
-        with self.indexer.writer(name):
+        self.deletions.start(name, lambda: self._remove_kb(name), wait=wait)
+
+    @cached_property
+    def deletions(self) -> KBDeletions:
+        return KBDeletions()
+
+    def _remove_kb(self, name: str) -> None:
+        self.job_store.forget_kb(name)
+        with self.indexer.writer(name):  # waits for a running job of the KB to stop at its next file
             self.catalog.delete_kb(name)
+            self.job_store.forget_kb(name)  # a job queued by another process meanwhile
         self.index.forget(name)
         shutil.rmtree(self.kb_dir(name), ignore_errors=True)
+        shutil.rmtree(self.settings.home / "uploads" / name, ignore_errors=True)
 
     # -- documents ---------------------------------------------------------------------------
     def ingest(self, kb: str, paths: list[Path], progress: ProgressCallback | None = None) -> IngestReport:
