@@ -223,18 +223,16 @@ def ask(kb: KBOption, question: str,
         temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
         as_json: JsonFlag = False) -> None:
     """Answer a question from a knowledge base, with citations (streams to the terminal)."""
-    from rag.chat import ChatOptions, generation_params, stream_answer
-
     svc = service()
     svc.get_kb(kb)
-    params = generation_params(svc, None)
+    params = svc.generation_defaults()
     if max_tokens is not None:
         params.max_tokens = max_tokens
     if temperature is not None:
         params.temperature = temperature
-    options = ChatOptions(top_k=top_k, params=params)
+    options = svc.chat_options(top_k=top_k, params=params)
     answer = None
-    for event in stream_answer(svc, kb, [{"role": "user", "content": question}], options):
+    for event in svc.stream_answer(kb, [{"role": "user", "content": question}], options):
         if event.kind == "token" and not as_json:
             sys.stdout.write(event.text)
             sys.stdout.flush()
