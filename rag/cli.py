@@ -106,6 +106,49 @@ def kb_optimize(name: str, as_json: JsonFlag = False) -> None:
     out.print(f"optimized [bold]{name}[/bold]: {segments} segment(s) in {seconds} s")
 
 
+@kb_app.command("export")
+def kb_export(name: str, file: Annotated[Path, typer.Argument(help="The archive to write (.tar.gz).")],
+              as_json: JsonFlag = False) -> None:
+    """Write a self-contained archive of the KB: catalog rows, settings, stored originals (docs/backups.md)."""
+    from rag.backup import export_kb
+
+    report = export_kb(service(), name, file)
+    if as_json:
+        print_json(report.to_json())
+        return
+    out.print(f"exported [bold]{name}[/bold] to {report.file}: {report.documents} documents, {report.chunks} "
+              f"chunks, {report.files} stored files, {report.bytes / 1e6:.2f} MB", highlight=False)
+
+
+@kb_app.command("import")
+def kb_import(file: Annotated[Path, typer.Argument(help="An archive written by `rag kb export`.")],
+              as_name: Annotated[str | None, typer.Option("--as", help="Name of the new KB (default: the "
+                                                          "exported KB's).")] = None,
+              as_json: JsonFlag = False) -> None:
+    """Restore an exported KB as a new KB; its indexes are rebuilt from the archived catalog rows."""
+    from rag.backup import import_kb
+
+    report = import_kb(service(), file, as_name)
+    if as_json:
+        print_json(report.to_json())
+        return
+    out.print(f"imported [bold]{report.kb}[/bold] from {report.file}: {report.documents} documents, "
+              f"{report.chunks} chunks, {report.files} stored files", highlight=False)
+
+
+@app.command()
+def gc(as_json: JsonFlag = False) -> None:
+    """Drop cached embeddings no chunk uses, purge old job records, remove stray upload files."""
+    report = service().collect_garbage()
+    if as_json:
+        print_json(report.to_json())
+        return
+    out.print(f"dropped {report.embeddings_dropped} unused embeddings (kept {report.unused_embeddings_kept} for "
+              f"re-adds, {report.embeddings_left} left), purged {report.jobs_purged} job records, removed "
+              f"{report.upload_files_removed} upload files ({report.upload_bytes_freed / 1e6:.2f} MB), "
+              f"{report.upload_folders_removed} folders of deleted KBs, {report.staging_files_removed} staging files")
+
+
 # -- ingest / sync --------------------------------------------------------------------------
 @app.command()
 def ingest(kb: KBOption, paths: Annotated[list[Path], typer.Argument(help="Files and folders.")],
@@ -180,6 +223,8 @@ def evaluate(beir: Annotated[Path | None, typer.Option("--beir", help="A BEIR fo
              mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
              generate: Annotated[bool, typer.Option("--generate", help="Also generate answers.")] = False,
              kb: Annotated[str | None, typer.Option(help="KB to (re)use; default: one named after the dataset.")] = None,
+             details: Annotated[Path | None, typer.Option(
+                 "--details", help="With --generate: write each answer to this JSON-lines file as it is made.")] = None,
              as_json: JsonFlag = False) -> None:
     """Retrieval (and answer) quality on a BEIR dataset: nDCG@10, Recall@10/100, MRR@10, latency."""
     from rag.evaluate import run_eval
@@ -205,7 +250,7 @@ def evaluate(beir: Annotated[Path | None, typer.Option("--beir", help="A BEIR fo
     assert beir is not None
     with progress_bar("indexing", not as_json and sys.stderr.isatty()) as update:
         result = run_eval(svc, beir, split=split, limit=limit, mode=mode, generate=generate, kb=kb,
-                          progress=update)
+                          progress=update, details=details)
     if as_json:
         print_json(result)
         return
@@ -259,15 +304,18 @@ DocIdArgument = Annotated[str, typer.Argument(help="The document's id (see `rag 
 
 
 @docs_app.command("list")
-def docs_list(kb: KBOption, as_json: JsonFlag = False) -> None:
-    """The KB's documents with their status and chunk counts."""
-    docs = service().list_documents(kb)
+def docs_list(kb: KBOption, as_json: JsonFlag = False,
+              origin: Annotated[str | None, typer.Option(help="Only documents of this origin: upload, "
+                                                         "sync:FOLDER or schedule:NAME.")] = None) -> None:
+    """The KB's documents with their origin, status and chunk counts."""
+    docs = service().list_documents(kb, origin)
     if as_json:
         print_json({"documents": [doc.to_json() for doc in docs]})
         return
-    table = Table("doc_id", "source", "status", "chunks", "format")
+    table = Table("doc_id", "source", "origin", "status", "chunks", "format", "tags")
     for doc in docs:
-        table.add_row(doc.doc_id, doc.source, doc.status, str(doc.chunks), doc.format)
+        table.add_row(doc.doc_id, doc.source, doc.origin, doc.status, str(doc.chunks), doc.format,
+                      ", ".join(doc.tags))
     out.print(table)
 
 

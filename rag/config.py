@@ -45,6 +45,9 @@ class StoreSettings(BaseModel):
     # Tiered merging: this many segments of one size tier are merged into one, in the background.
     merge_factor: int = Field(default=10, ge=2)
     background_merge: bool = True
+    # Cached vectors no live chunk uses that `rag gc` (and the sweep after commits) keeps, newest first,
+    # so a re-added document or a reverted edit needs no embedding; the rest are dropped.
+    unused_embeddings_kept: int = Field(default=10_000, ge=0)
 
     # store.backend: milvus (docs/deploy.md). A file path runs embedded Milvus Lite ("" = RAG_HOME/milvus.db);
     # http://host:19530 a Milvus standalone or cluster.
@@ -152,6 +155,9 @@ class ServerSettings(BaseModel):
     port: int = 8000
     max_file_mb: float = 50.0
     max_request_mb: float = 200.0
+    # A KB's storage quota (stored uploads + index files + its chunk text in the catalog); an upload that
+    # would pass it is refused with 413 and the figures. None: no quota.
+    max_kb_mb: float | None = Field(default=None, gt=0)
     # Run the `sources` schedules inside `rag serve`; off when a separate `rag scheduler` runs them.
     run_schedules: bool = True
     # Folders that admin keys may sync over the API and the web UI (empty: folder sync there is off).
@@ -200,9 +206,15 @@ class IngestSettings(BaseModel):
     parse_timeout_s: float = Field(default=300.0, gt=0)  # one file's parse, in the parser worker
 
 
+class JobsSettings(BaseModel):
+    keep_days: float = Field(default=30.0, ge=0)  # finished job records older than this are purged by `rag gc`
+
+
 class SyncSource(BaseModel):
     kb: str
     folder: Path
+    # Names the documents' origin, `schedule:NAME` (a sync mirrors only its own); default: the folder's path.
+    name: str | None = Field(default=None, min_length=1, max_length=200)
     cron: str | None = None  # crontab syntax, e.g. "0 2 * * *" (the scheduler's local time zone)
     interval_seconds: float | None = Field(default=None, gt=0)  # instead of cron: every N seconds
 
@@ -229,6 +241,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     server: ServerSettings = ServerSettings()
     ingest: IngestSettings = IngestSettings()
+    jobs: JobsSettings = JobsSettings()
     store: StoreSettings = StoreSettings()
     sources: list[SyncSource] = []
     # "KEY:role[:kb1,kb2]" entries separated by ";" — see docs/configuration.md.

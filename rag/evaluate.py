@@ -15,8 +15,9 @@ import numpy as np
 
 from ingest.discovery import SourceFile
 from ingest.models import ParsedDocument, Section
+from ingest.planning import SyncStrategy
 from rag.errors import InvalidInput
-from rag.indexing import ProgressCallback
+from rag.indexing import IngestRequest, ProgressCallback
 
 if TYPE_CHECKING:
     from rag.service import RagService
@@ -119,7 +120,14 @@ def run_eval(
     generate: bool = False,
     kb: str | None = None,
     progress: ProgressCallback | None = None,
+    details: Path | None = None,
 ) -> dict[str, Any]:
+    """Retrieval figures over the split's judged queries; with ``generate``, answer figures too.
+
+    ``details``: a JSON-lines file that gets one record per generated answer as soon as it is made
+    (question, gold answers, the model's text, the delivered answer, scores), so a long run that is
+    stopped still leaves what it measured.
+    """
     if mode not in {"hybrid", "bm25", "dense"}:
         raise InvalidInput("mode must be hybrid, bm25 or dense")
     dataset = load_beir(folder, split)
@@ -127,7 +135,8 @@ def run_eval(
     if not service.catalog.kb_exists(kb):
         service.create_kb(kb, f"evaluation copy of {dataset.name}")
     files, parsed = corpus_documents(dataset.corpus)
-    service.indexer.ingest(kb, files, mirror=True, progress=progress, parsed=parsed)
+    request = IngestRequest(files, origin=f"sync:{dataset.name}", strategy=SyncStrategy.MIRROR, preparsed=parsed)
+    service.indexer.ingest(kb, request, progress=progress)
 
     # A judged query with no text cannot be searched; it is left out rather than failing the run.
     query_ids = [q for q in dataset.queries if q in dataset.qrels and dataset.queries[q].strip()]
@@ -167,11 +176,12 @@ def run_eval(
     if answer_hits:
         result["answer_recall@5"] = round(float(np.mean(answer_hits)), 4)
     if generate:
-        result.update(_generation_metrics(service, kb, dataset, query_ids))
+        result.update(_generation_metrics(service, kb, dataset, query_ids, details))
     return result
 
 
-def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, query_ids: list[str]) -> dict[str, Any]:
+def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, query_ids: list[str],
+                        details: Path | None = None) -> dict[str, Any]:
     from rag.chat import answer_question  # the answer pipeline; imported late so retrieval eval needs no LLM
 
     with_answers = [q for q in query_ids if q in dataset.answers]
@@ -182,6 +192,7 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
         "answer_contains_model", "answer_em_model", "answer_rouge_l_model", "declined", "fallback")}
     seconds: list[float] = []
     claims = supported = 0
+    log = details.open("w", encoding="utf-8") if details else None
     for qid in with_answers:
         started = time.perf_counter()
         answer = answer_question(service, kb, [{"role": "user", "content": dataset.queries[qid]}])
@@ -196,6 +207,16 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
         scores["fallback"].append(answer.fallback)
         claims += answer.claims
         supported += round((answer.supported or 0.0) * answer.claims)
+        if log is not None:
+            record = {"id": qid, "question": dataset.queries[qid], "answers": golds, "model_text": answer.generated,
+                      "answer": answer.answer, "grounded": answer.grounded, "fallback": answer.fallback,
+                      "supported": answer.supported, "claims": answer.claims, "seconds": round(seconds[-1], 2),
+                      **{name: float(values[-1]) for name, values in scores.items()
+                         if name.startswith(("answer_contains", "answer_em"))}}
+            log.write(json.dumps(record, ensure_ascii=False) + "\n")
+            log.flush()
+    if log is not None:
+        log.close()
     result = {name: round(float(np.mean(values)), 4) for name, values in scores.items()
               if name not in {"declined", "fallback"}}
     # Share of the model's answer sentences (declines aside) backed by the source they cite (rag/answer_check.py).

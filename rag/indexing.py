@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ingest.discovery import SourceFile
 from ingest.errors import FileRejected
 from ingest.loaders import LoadLimits, format_of, load_document
 from ingest.models import Chunk, ParsedDocument, content_hash
+from ingest.planning import UPLOAD, KnownDocument, SyncPlan, SyncStrategy, plan
 from ingest.splitter import Splitter
 from rag.embed import EmbeddingRouter
 from rag.retrieve.tokenize import default_tokenizer
@@ -22,6 +24,20 @@ from rag.store.catalog import Catalog, StagedDocument
 from rag.types import IndexChunk
 
 ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """What one ingest or sync is asked to do; the strategy and the origin scope its plan (ingest/planning.py)."""
+
+    files: list[SourceFile]
+    origin: str = UPLOAD
+    strategy: SyncStrategy = SyncStrategy.UPSERTS
+    uploaded_by: str | None = None  # the uploading key's label
+    tags: tuple[str, ...] | None = None  # set on the files' documents; None keeps the current tags
+    # Text callers already hold (the evaluator), by source: such files are not read and need not exist.
+    preparsed: Mapping[str, ParsedDocument] = field(default_factory=lambda: MappingProxyType({}))
+    wait: bool = True  # False: a KB being written by someone else raises WriterBusy instead of waiting
 
 
 @dataclass(slots=True)
@@ -49,6 +65,21 @@ class IngestReport:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
         return data
+
+    def absorb(self, other: IngestReport) -> None:
+        """Add ``other`` (an ingest of the same KB from another origin) to this report."""
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.failed.extend(other.failed)
+        self.recovered.extend(other.recovered)
+        self.chunks += other.chunks
+        self.seconds += other.seconds
+        for fmt, stats in other.formats.items():
+            mine = self.formats.setdefault(fmt, FormatStats())
+            mine.seen, mine.indexed, mine.failed = (mine.seen + stats.seen, mine.indexed + stats.indexed,
+                                                    mine.failed + stats.failed)
 
 
 @dataclass(slots=True)
@@ -103,29 +134,23 @@ class Indexer:
     def writer(self, kb: str, wait: bool = True) -> IndexWriter:
         return self.backend.writer(kb, wait=wait)
 
-    def ingest(
-        self,
-        kb: str,
-        files: list[SourceFile],
-        mirror: bool = False,
-        progress: ProgressCallback | None = None,
-        parsed: dict[str, ParsedDocument] | None = None,
-        wait: bool = True,
-    ) -> IngestReport:
-        """Add new files, re-index changed ones, skip unchanged; with ``mirror``, delete documents not in ``files``.
-
-        ``parsed`` lets callers that already hold text (the evaluator) skip parsing: source → document;
-        such files need not exist on disk (their content hash is taken from the parsed text).
-        With ``wait=False`` a KB being written by someone else raises ``WriterBusy`` instead of waiting.
-        """
+    def ingest(self, kb: str, request: IngestRequest, progress: ProgressCallback | None = None) -> IngestReport:
+        """Add new files, re-index changed ones, skip unchanged, all within ``request.origin``; with the
+        ``mirror`` strategy also delete that origin's documents whose files are not in the request."""
         started = time.perf_counter()
         report = IngestReport(kb=kb)
-        with self.writer(kb, wait=wait) as writer:
-            known = {doc.doc_id: doc for doc in self.catalog.documents(kb)}
+        with self.writer(kb, wait=request.wait) as writer:
+            known = [KnownDocument(doc.doc_id, doc.source, doc.origin, doc.content_hash, doc.status == "indexed")
+                     for doc in self.catalog.documents(kb)]
+            work = plan(request.origin, request.strategy, request.files, known)
+            for refusal in work.refused:
+                report.failed.append({"path": refusal.file.source, "error": refusal.reason})
+            files = work.files
+            parsed = request.preparsed
             pending: list[_Pending] = []
             last_commit = time.monotonic()
-            for done, result in enumerate(self._parse_ahead(files, known, parsed), start=1):
-                item = self._account(result, known, report)
+            for done, result in enumerate(self._parse_ahead(files, work, parsed), start=1):
+                item = self._account(result, work, request, report)
                 if item is not None:
                     pending.append(item)
                 if sum(len(p.chunks) for p in pending) >= self.embed_batch_chunks:
@@ -137,11 +162,9 @@ class Indexer:
                 if progress:
                     progress(done, len(files), result.file.source)
             self._stage(writer, pending, report)
-            if mirror:
-                wanted = {file.doc_id for file in files}
-                for doc_id in known.keys() - wanted:
-                    writer.delete(doc_id)
-                    report.deleted += 1
+            for doc_id in work.delete:
+                writer.delete(doc_id)
+                report.deleted += 1
             writer.commit()
         report.seconds = time.perf_counter() - started
         return report
@@ -153,7 +176,7 @@ class Indexer:
             writer.commit()
 
     def _parse_ahead(
-        self, files: list[SourceFile], known: dict[str, Any], parsed: dict[str, ParsedDocument] | None
+        self, files: list[SourceFile], work: SyncPlan, parsed: Mapping[str, ParsedDocument]
     ) -> Iterator[_Parsed]:
         """Each file's parse result, in order, with the next few files parsed in the background."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse")
@@ -162,18 +185,18 @@ class Indexer:
         try:
             while True:
                 while len(ahead) < PARSE_AHEAD and (file := next(remaining, None)) is not None:
-                    ahead.append(pool.submit(self._parse, file, known, parsed))
+                    ahead.append(pool.submit(self._parse, file, work, parsed))
                 if not ahead:
                     return
                 yield ahead.popleft().result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _parse(self, file: SourceFile, known: dict[str, Any], parsed: dict[str, ParsedDocument] | None) -> _Parsed:
+    def _parse(self, file: SourceFile, work: SyncPlan, parsed: Mapping[str, ParsedDocument]) -> _Parsed:
         """Read, hash, parse and chunk one file. Runs in the parse thread: touches no shared state."""
         result = _Parsed(file, format_of(file.path))
         try:
-            if parsed and file.source in parsed:
+            if file.source in parsed:
                 data = "\n".join(s.text for s in parsed[file.source].sections).encode("utf-8")
             else:
                 data = self._read(file)
@@ -181,19 +204,19 @@ class Indexer:
             result.error = exc.reason
             return result
         result.digest, result.size = content_hash(data), len(data)
-        previous = known.get(file.doc_id)
-        if previous is not None and previous.content_hash == result.digest and previous.status == "indexed":
+        if work.action(file, result.digest) == "unchanged":
             result.unchanged = True
             return result
         try:
-            result.document = (parsed[file.source] if parsed and file.source in parsed
+            result.document = (parsed[file.source] if file.source in parsed
                                else load_document(file.path, file.source, data, self.load_limits))
             result.chunks = self.splitter.split_document(result.document)
         except FileRejected as exc:
             result.error = exc.reason
         return result
 
-    def _account(self, result: _Parsed, known: dict[str, Any], report: IngestReport) -> _Pending | None:
+    def _account(self, result: _Parsed, work: SyncPlan, request: IngestRequest,
+                 report: IngestReport) -> _Pending | None:
         file, fmt = result.file, result.fmt
         stats = report.formats.setdefault(fmt, FormatStats())
         stats.seen += 1
@@ -202,7 +225,7 @@ class Indexer:
             stats.indexed += 1
             return None
         if result.error is not None or result.document is None:
-            return self._failure(file, fmt, result.digest, result.size, result.error or "not parsed", report)
+            return self._failure(file, fmt, result, request, report)
         document, chunks = result.document, result.chunks
         note = "; ".join(document.notes) or None
         if note:
@@ -210,11 +233,9 @@ class Indexer:
         staged = StagedDocument(
             doc_id=file.doc_id, source=file.source, path=str(file.path.resolve()), format=document.format,
             content_hash=result.digest, size=result.size, title=document.title, chunk_count=len(chunks),
-            note=note,
+            note=note, origin=request.origin, uploaded_by=request.uploaded_by, tags=request.tags,
         )
-        previous = known.get(file.doc_id)
-        is_new = previous is None or previous.status != "indexed"
-        return _Pending(staged, chunks, is_new)
+        return _Pending(staged, chunks, work.is_new(file))
 
     def _read(self, file: SourceFile) -> bytes:
         try:
@@ -226,13 +247,15 @@ class Indexer:
             raise FileRejected(f"cannot read file: {exc.strerror or exc}") from exc
 
     def _failure(
-        self, file: SourceFile, fmt: str, digest: str | None, size: int, reason: str, report: IngestReport
+        self, file: SourceFile, fmt: str, result: _Parsed, request: IngestRequest, report: IngestReport
     ) -> _Pending:
+        reason = result.error or "not parsed"
         report.failed.append({"path": file.source, "error": reason})
         report.formats[fmt].failed += 1
         staged = StagedDocument(
-            doc_id=file.doc_id, source=file.source, path=str(file.path), format=fmt, content_hash=digest,
-            size=size, title=None, chunk_count=0, error=reason,
+            doc_id=file.doc_id, source=file.source, path=str(file.path), format=fmt, content_hash=result.digest,
+            size=result.size, title=None, chunk_count=0, error=reason, origin=request.origin,
+            uploaded_by=request.uploaded_by, tags=request.tags,
         )
         return _Pending(staged, [], is_new=False)
 

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ingest.discovery import SourceFile, discover
 from ingest.loaders import LoadLimits, warm_up_parsers
+from ingest.planning import SyncStrategy
 from ingest.splitter import Splitter
 from rag.config import IngestSettings, Settings
 from rag.deletion import KBDeletions
@@ -22,10 +23,12 @@ from rag.embed import BUNDLED_EMBEDDERS, EmbeddingRouter
 from rag.errors import InvalidInput, OriginalNotKept
 from rag.filters import DocumentFilter, check_kbs, fuse_kbs
 from rag.folders import FolderPolicy
-from rag.indexing import Indexer, IngestReport, ProgressCallback
+from rag.gc import EmbeddingSweeper, GCReport, KBStorage, check_quota, kb_storage, remove_stored_upload
+from rag.indexing import Indexer, IngestReport, IngestRequest, ProgressCallback
+from rag.origins import UPLOAD, OriginNamer, migrate_origins
 from rag.retrieve.rerank import Reranker, load_reranker
 from rag.retrieve.searcher import Mode, Searcher, SearchOptions
-from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo
+from rag.store.catalog import Catalog, ChunkRow, DocumentInfo, KBInfo, normalize_tags
 from rag.store.conversations import (
     AnswerRecord,
     Conversation,
@@ -37,6 +40,7 @@ from rag.store.conversations import (
 from rag.store.factory import build_index_backend
 from rag.store.jobs import JobStore
 from rag.types import Answer, Hit
+from rag.uploads import UploadStore, check_batch, safe_relative_name
 
 if TYPE_CHECKING:
     from rag.chat import ChatEvent, ChatOptions
@@ -53,6 +57,14 @@ def validate_kb_name(name: str) -> str:
             f"invalid knowledge base name {name!r}: use 1-64 letters, digits, '_' or '-'"
         )
     return name
+
+
+def _stream_size(stream: BinaryIO) -> int:
+    """Bytes left in a seekable stream (an upload's spooled file), its position unchanged."""
+    here = stream.tell()
+    end = stream.seek(0, 2)
+    stream.seek(here)
+    return end - here
 
 
 def load_limits(ingest: IngestSettings) -> LoadLimits:
@@ -87,6 +99,10 @@ class RagService:
         )
         self._chat_model_lock = threading.Lock()
         self.folders = FolderPolicy.create(settings.server.sync_roots, settings.home, settings.config)
+        self.uploads = UploadStore(settings.home / "uploads")
+        self.origins = OriginNamer.create(settings.server.sync_roots, settings.sources, self.uploads.root)
+        migrate_origins(self.catalog, self.origins)
+        self.embedding_sweeper = EmbeddingSweeper(self.catalog, settings.store.unused_embeddings_kept)
 
     def kb_dir(self, kb: str) -> Path:
         return self.settings.kbs_dir / kb
@@ -125,12 +141,21 @@ class RagService:
 
     # -- documents ---------------------------------------------------------------------------
     def ingest(self, kb: str, paths: list[Path], progress: ProgressCallback | None = None) -> IngestReport:
+        """Add and update (never delete) the files of ``paths``; a folder's files get the origin its sync
+        would give them (``sync:FOLDER``), a file given alone that of the folder it lies in."""
         self.get_kb(kb)
-        try:
-            files = discover(paths)
-        except FileNotFoundError as exc:
-            raise InvalidInput(str(exc)) from exc
-        return self.indexer.ingest(kb, files, progress=progress)
+        by_origin: dict[str, list[Path]] = {}
+        for path in paths:
+            folder = path if path.is_dir() else path.parent
+            by_origin.setdefault(self.origins.for_folder(kb, folder), []).append(path)
+        report = IngestReport(kb=kb)
+        for origin, group in by_origin.items():
+            try:
+                files = discover(group)
+            except FileNotFoundError as exc:
+                raise InvalidInput(str(exc)) from exc
+            report.absorb(self.indexer.ingest(kb, IngestRequest(files, origin), progress=progress))
+        return report
 
     def sync(self, kb: str, folder: Path, progress: ProgressCallback | None = None,
              wait: bool = True, root: Path | None = None) -> IngestReport:
@@ -143,8 +168,11 @@ class RagService:
         if not folder.is_dir():
             raise InvalidInput(f"sync source is not a folder: {folder}")
         files, skipped = self.folders.split(discover([folder]), root)
-        report = self.indexer.ingest(kb, files, mirror=True, progress=progress, wait=wait)
+        request = IngestRequest(files, self.origins.for_folder(kb, folder, root), SyncStrategy.MIRROR, wait=wait)
+        report = self.indexer.ingest(kb, request, progress=progress)
         report.failed.extend(skipped)
+        if report.deleted or report.updated:
+            self.embedding_sweeper.poke()
         return report
 
     def check_sync_source(self, source: str) -> tuple[Path, Path]:
@@ -152,14 +180,57 @@ class RagService:
         return self.folders.check(source)
 
     def ingest_files(self, kb: str, files: list[tuple[Path, str]],
-                     progress: ProgressCallback | None = None) -> IngestReport:
-        """Ingest files each named by the given ``source`` (e.g. an upload's sanitised name)."""
-        self.get_kb(kb)
-        return self.indexer.ingest(kb, [SourceFile(path, source) for path, source in files], progress=progress)
+                     progress: ProgressCallback | None = None, origin: str = UPLOAD,
+                     uploaded_by: str | None = None, tags: list[str] | None = None) -> IngestReport:
+        """Ingest files each named by the given ``source`` (e.g. an upload's sanitised name).
 
-    def list_documents(self, kb: str) -> list[DocumentInfo]:
+        ``tags`` (None: keep each document's current tags) are set on every file's document."""
         self.get_kb(kb)
-        return self.catalog.documents(kb)
+        request = IngestRequest([SourceFile(path, source) for path, source in files], origin,
+                                uploaded_by=uploaded_by, tags=None if tags is None else normalize_tags(tags))
+        return self.indexer.ingest(kb, request, progress=progress)
+
+    def upload(self, kb: str, files: list[tuple[str, BinaryIO]], uploaded_by: str | None = None,
+               tags: list[str] | None = None, progress: ProgressCallback | None = None) -> IngestReport:
+        """Store files under RAG_HOME/uploads/KB by their sanitised names (the originals are kept) and ingest
+        them as documents of origin ``upload`` (the web UI's uploads; REST stores first, then queues a job)."""
+        stored = self.store_uploads(kb, files)
+        return self.ingest_files(kb, stored, progress, uploaded_by=uploaded_by, tags=tags)
+
+    def store_uploads(self, kb: str, files: list[tuple[str, BinaryIO]],
+                      size: int | None = None) -> list[tuple[Path, str]]:
+        """Check the names and the KB's quota, then store the files (all or none): (path, source) pairs."""
+        self.get_kb(kb)
+        names = [safe_relative_name(name) for name, _ in files]
+        check_batch(names)
+        if self.settings.server.max_kb_mb is not None:
+            incoming = size if size is not None else sum(_stream_size(stream) for _, stream in files)
+            self.check_quota(kb, incoming)
+        paths = self.uploads.save_all(kb, [(name, stream) for name, (_, stream) in zip(names, files, strict=True)])
+        return list(zip(paths, names, strict=True))
+
+    def kb_storage(self, kb: str) -> KBStorage:
+        self.get_kb(kb)
+        return kb_storage(self.catalog, kb, self.uploads.kb_folder(kb), self.kb_dir(kb))
+
+    def check_quota(self, kb: str, incoming_bytes: int) -> None:
+        """PayloadTooLarge (413) when ``incoming_bytes`` more would take the KB past ``server.max_kb_mb``."""
+        if self.settings.server.max_kb_mb is not None:
+            check_quota(self.kb_storage(kb), incoming_bytes, self.settings.server.max_kb_mb, kb)
+
+    def collect_garbage(self) -> GCReport:
+        """``rag gc``: unused embeddings, old job records, stray upload files (rag/gc.py)."""
+        from rag.gc import collect
+
+        return collect(self.catalog, self.settings)
+
+    def list_documents(self, kb: str, origin: str | None = None) -> list[DocumentInfo]:
+        self.get_kb(kb)
+        return self.catalog.documents(kb, origin)
+
+    def set_tags(self, kb: str, doc_id: str, tags: list[str]) -> DocumentInfo:
+        self.get_kb(kb)
+        return self.catalog.set_tags(kb, doc_id, normalize_tags(tags))
 
     def get_document(self, kb: str, doc_id: str) -> DocumentInfo:
         self.get_kb(kb)
@@ -180,8 +251,12 @@ class RagService:
         return path
 
     def delete_document(self, kb: str, doc_id: str) -> None:
-        self.get_document(kb, doc_id)
+        """Gone from search when this returns; an uploaded document's stored original is removed too."""
+        doc = self.get_document(kb, doc_id)
         self.indexer.delete_documents(kb, [doc_id])
+        if doc.origin == UPLOAD:
+            remove_stored_upload(self.uploads.kb_folder(kb), doc.path)
+        self.embedding_sweeper.poke()
 
     def optimize_kb(self, name: str) -> int:
         """Merge the KB's index segments into one (dropping deleted chunks); returns the segment count."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile, status
+import json
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 
@@ -16,6 +18,7 @@ from rag.api.schemas import (
     DocumentDeleted,
     DocumentList,
     DocumentOut,
+    DocumentPatch,
     ErrorResponse,
     IngestResult,
     JobAccepted,
@@ -23,10 +26,10 @@ from rag.api.schemas import (
     SyncRequest,
 )
 from rag.api.state import ApiState, api_state
-from rag.api.uploads import check_batch, safe_relative_name
-from rag.errors import PayloadTooLarge
+from rag.errors import InvalidInput, PayloadTooLarge
 from rag.indexing import IngestReport, ProgressCallback
 from rag.store.catalog import DocumentInfo
+from rag.uploads import safe_relative_name
 
 router = APIRouter(prefix="/api/kbs/{kb}", tags=["documents"])
 
@@ -37,14 +40,41 @@ def document_out(doc: DocumentInfo) -> DocumentOut:
 
 @router.get("/documents", response_model=DocumentList)
 def list_documents(kb: KBName, state: ApiState = Depends(api_state),
+                   origin: str | None = Query(None, max_length=4200, description="only documents of this origin: "
+                                              "`upload`, `sync:FOLDER` or `schedule:NAME`"),
                    _: Principal = Depends(requires(Role.reader))) -> DocumentList:
-    return DocumentList(documents=[document_out(doc) for doc in state.service.list_documents(kb)])
+    return DocumentList(documents=[document_out(doc) for doc in state.service.list_documents(kb, origin)])
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentOut)
 def get_document(kb: KBName, doc_id: str, state: ApiState = Depends(api_state),
                  _: Principal = Depends(requires(Role.reader))) -> DocumentOut:
     return document_out(state.service.get_document(kb, doc_id))
+
+
+@router.patch("/documents/{doc_id}", response_model=DocumentOut)
+def update_document(kb: KBName, doc_id: str, body: DocumentPatch, request: Request,
+                    state: ApiState = Depends(api_state),
+                    _: Principal = Depends(requires(Role.writer))) -> DocumentOut:
+    """Replace the document's tags (searches and chats can filter by them)."""
+    record(request, doc_id=doc_id, tags=len(body.tags))
+    return document_out(state.service.set_tags(kb, doc_id, body.tags))
+
+
+def parse_tags(text: str | None) -> list[str] | None:
+    """The upload form's ``tags``: a JSON list of strings or comma-separated; absent: keep current tags."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise InvalidInput("tags: not a valid JSON list of strings") from None
+        if not isinstance(value, list):
+            raise InvalidInput("tags: give a JSON list of strings or comma-separated tags")
+        return value
+    return [part for part in text.split(",") if part.strip()]
 
 
 @router.get("/documents/{doc_id}/chunks", response_model=ChunkList)
@@ -88,34 +118,36 @@ async def upload_documents(
     request: Request,
     files: list[UploadFile] = File(description="one or more files (field name 'files')"),
     wait: bool = Query(False, description="ingest before answering (201 with the report) instead of a job"),
+    tags: str | None = Form(None, max_length=4096, description="tags for every file's document: a JSON list of "
+                            "strings or comma-separated (absent: a re-uploaded document keeps its tags)"),
     state: ApiState = Depends(api_state),
     who: Principal = Depends(requires(Role.writer)),
 ) -> JobAccepted | JSONResponse:
     await run_in_threadpool(state.service.get_kb, kb)
+    tag_list = parse_tags(tags)
     max_file = int(state.settings.server.max_file_mb * 1024 * 1024)
-    names: list[str] = []
     for upload in files:
-        name = safe_relative_name(upload.filename)
         if upload.size is not None and upload.size > max_file:
-            raise PayloadTooLarge(f"file '{name}' is larger than the limit of {state.settings.server.max_file_mb:g} MB")
-        names.append(name)
-    check_batch(names)
-    record(request, files=len(names))
-    try:  # all of the upload's files are stored, or none
-        paths = await run_in_threadpool(state.uploads.save_all, kb,
-                                        [(name, upload.file) for upload, name in zip(files, names, strict=True)])
+            raise PayloadTooLarge(f"file '{safe_relative_name(upload.filename)}' is larger than the limit of "
+                                  f"{state.settings.server.max_file_mb:g} MB")
+    sizes = [upload.size for upload in files]
+    size = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
+    record(request, files=len(files))
+    try:  # names and quota checked, then all of the upload's files are stored, or none
+        stored = await run_in_threadpool(state.service.store_uploads, kb,
+                                         [(upload.filename or "", upload.file) for upload in files], size)
     finally:
         for upload in files:
             await upload.close()
-    stored = list(zip(paths, names, strict=True))
+    names = [name for _, name in stored]
 
     def run(progress: ProgressCallback | None) -> IngestReport:
-        return state.service.ingest_files(kb, stored, progress)
+        return state.service.ingest_files(kb, stored, progress, uploaded_by=who.name, tags=tag_list)
 
     if wait:
         report = await run_in_threadpool(run, None)
         return JSONResponse(IngestResult(**report.to_json()).model_dump(), status_code=status.HTTP_201_CREATED)
-    job_id = submit_upload_job(state, kb, stored, who=who)
+    job_id = submit_upload_job(state, kb, stored, who=who, uploaded_by=who.name, tags=tag_list)
     record(request, job_id=job_id)
     return JobAccepted(job_id=job_id, status=state.jobs.get(job_id)["status"], files=names)
 

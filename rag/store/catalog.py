@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -13,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import DocumentNotFound, KBExists, KBNotFound
+from rag.errors import DocumentNotFound, InvalidInput, KBExists, KBNotFound
 from rag.types import IndexChunk
 
 
@@ -44,6 +46,9 @@ class DocumentInfo:
     path: str | None
     updated_at: float
     note: str | None = None  # how a misnamed or damaged file was read
+    origin: str = "upload"  # upload | sync:FOLDER | schedule:NAME
+    uploaded_by: str | None = None  # the uploading key's label (origin upload)
+    tags: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +62,9 @@ class DocumentInfo:
             "title": self.title,
             "updated_at": self.updated_at,
             "note": self.note,
+            "origin": self.origin,
+            "uploaded_by": self.uploaded_by,
+            "tags": list(self.tags),
         }
 
 
@@ -86,6 +94,9 @@ class StagedDocument:
     chunk_count: int
     error: str | None = None
     note: str | None = None
+    origin: str = "upload"
+    uploaded_by: str | None = None
+    tags: tuple[str, ...] | None = None  # None: keep the document's current tags (none for a new one)
 
     @property
     def failed(self) -> bool:
@@ -102,7 +113,11 @@ class Catalog:
         schema = resources.files("rag.store").joinpath("schema.sql").read_text(encoding="utf-8")
         self.db.executescript(schema)
         self._add_missing_columns("jobs", {"owner": "TEXT", "heartbeat_at": "REAL"})
-        self._add_missing_columns("documents", {"note": "TEXT"})
+        self._add_missing_columns("documents", {"note": "TEXT", "origin": "TEXT", "uploaded_by": "TEXT",
+                                                "tags": "TEXT NOT NULL DEFAULT '[]'"})
+        self._add_missing_columns("embeddings", {"created_at": "REAL"})
+        # Here, not in schema.sql: an older catalog has no origin column until the line above adds it.
+        self.db.execute("CREATE INDEX IF NOT EXISTS documents_by_origin ON documents (kb, origin)")
 
     def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
         """Catalogs made by an older version gain the columns added since (SQLite has no ADD COLUMN IF NOT EXISTS)."""
@@ -185,9 +200,32 @@ class Catalog:
         return int(row[0])
 
     # -- documents ---------------------------------------------------------------------------
-    def documents(self, kb: str) -> list[DocumentInfo]:
-        rows = self.db.execute("SELECT * FROM documents WHERE kb=? ORDER BY source", (kb,)).fetchall()
+    def documents(self, kb: str, origin: str | None = None) -> list[DocumentInfo]:
+        """The KB's documents by source; with ``origin``, only those of that origin."""
+        if origin is None:
+            rows = self.db.execute("SELECT * FROM documents WHERE kb=? ORDER BY source", (kb,)).fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM documents WHERE kb=? AND origin=? ORDER BY source",
+                                   (kb, origin)).fetchall()
         return [self._document_info(row) for row in rows]
+
+    def set_tags(self, kb: str, doc_id: str, tags: Iterable[str]) -> DocumentInfo:
+        with self._tx() as db:
+            if db.execute("UPDATE documents SET tags=? WHERE kb=? AND doc_id=?",
+                          (_tags_json(tags), kb, doc_id)).rowcount == 0:
+                raise DocumentNotFound(f"document '{doc_id}' is not in knowledge base '{kb}'")
+        return self.document(kb, doc_id)
+
+    def documents_without_origin(self) -> list[tuple[str, str, str, str | None]]:
+        """(kb, doc_id, source, path) of documents written before origins were recorded."""
+        rows = self.db.execute("SELECT kb, doc_id, source, path FROM documents WHERE origin IS NULL").fetchall()
+        return [(row["kb"], row["doc_id"], row["source"], row["path"]) for row in rows]
+
+    def set_origins(self, origins: Iterable[tuple[str, str, str]]) -> None:
+        """Give documents that have none an origin: (kb, doc_id, origin)."""
+        with self._tx() as db:
+            db.executemany("UPDATE documents SET origin=? WHERE kb=? AND doc_id=? AND origin IS NULL",
+                           [(origin, kb, doc_id) for kb, doc_id, origin in origins])
 
     def document(self, kb: str, doc_id: str) -> DocumentInfo:
         row = self.db.execute("SELECT * FROM documents WHERE kb=? AND doc_id=?", (kb, doc_id)).fetchone()
@@ -210,6 +248,9 @@ class Catalog:
             path=row["path"],
             updated_at=row["updated_at"],
             note=row["note"],
+            origin=row["origin"] or "upload",
+            uploaded_by=row["uploaded_by"],
+            tags=tuple(json.loads(row["tags"] or "[]")),
         )
 
     def document_chunks(self, kb: str, doc_id: str) -> list[ChunkRow]:
@@ -221,6 +262,63 @@ class Catalog:
             (kb, doc_id, generation, generation),
         ).fetchall()
         return [self._chunk_row(row) for row in rows]
+
+    # -- backups (rag/backup.py) ---------------------------------------------------------------
+    DOCUMENT_FIELDS = ("doc_id", "source", "path", "format", "content_hash", "size", "status", "error", "chunks",
+                       "title", "updated_at", "note", "origin", "uploaded_by", "tags")
+    CHUNK_FIELDS = ("doc_id", "ordinal", "text", "heading", "page", "language", "text_hash", "tokens")
+
+    def document_rows(self, kb: str) -> list[dict[str, Any]]:
+        """Every document row of ``kb`` as stored (``tags`` a JSON text), for an export."""
+        fields = ", ".join(self.DOCUMENT_FIELDS)
+        rows = self.db.execute(f"SELECT {fields} FROM documents WHERE kb=? ORDER BY doc_id", (kb,)).fetchall()
+        return [dict(row) for row in rows]
+
+    def chunk_rows(self, kb: str) -> Iterator[dict[str, Any]]:
+        """The chunks visible at the committed generation, by document and order, for an export."""
+        generation = self.generation(kb)
+        fields = ", ".join(self.CHUNK_FIELDS)
+        for row in self.db.execute(
+            f"SELECT {fields} FROM chunks WHERE kb=? AND added_gen<=? AND (deleted_gen IS NULL OR deleted_gen>?) "
+            "ORDER BY doc_id, ordinal, id", (kb, generation, generation)):
+            yield dict(row)
+
+    def restore_rows(self, kb: str, documents: list[dict[str, Any]], chunks: Iterable[dict[str, Any]]) -> int:
+        """Write an exported KB's rows into the new, empty ``kb`` as its generation 1 (its index is then rebuilt
+        from them by the first writer). One transaction: a failed import leaves nothing. Returns the chunk count."""
+        doc_fields = ", ".join(self.DOCUMENT_FIELDS)
+        chunk_fields = ", ".join(self.CHUNK_FIELDS)
+        count = 0
+        with self._tx() as db:
+            if db.execute("SELECT generation FROM kbs WHERE name=?", (kb,)).fetchone()[0] != 0 or db.execute(
+                    "SELECT 1 FROM documents WHERE kb=? LIMIT 1", (kb,)).fetchone():
+                raise KBExists(f"knowledge base '{kb}' is not empty: import into a new name (--as NAME)")
+            db.executemany(
+                f"INSERT INTO documents(kb, {doc_fields}) VALUES (?{',?' * len(self.DOCUMENT_FIELDS)})",
+                [(kb, *(doc.get(name) for name in self.DOCUMENT_FIELDS)) for doc in documents])
+            batch: list[tuple[Any, ...]] = []
+            for chunk in chunks:
+                batch.append((kb, *(chunk.get(name) for name in self.CHUNK_FIELDS), 1))
+                if len(batch) >= 1000:
+                    count += len(batch)
+                    db.executemany(f"INSERT INTO chunks(kb, {chunk_fields}, added_gen) "
+                                   f"VALUES (?{',?' * len(self.CHUNK_FIELDS)},?)", batch)
+                    batch = []
+            if batch:
+                count += len(batch)
+                db.executemany(f"INSERT INTO chunks(kb, {chunk_fields}, added_gen) "
+                               f"VALUES (?{',?' * len(self.CHUNK_FIELDS)},?)", batch)
+            db.execute("UPDATE kbs SET generation=1 WHERE name=?", (kb,))
+        return count
+
+    def embedding_rows(self, text_hashes: list[str]) -> Iterator[tuple[str, str, bytes]]:
+        """(model, text_hash, float32 bytes) of every cached vector of these texts, in any model."""
+        for start in range(0, len(text_hashes), 500):
+            batch = text_hashes[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for row in self.db.execute(
+                    f"SELECT model, text_hash, vector FROM embeddings WHERE text_hash IN ({marks})", batch):
+                yield row[0], row[1], bytes(row[2])
 
     # -- writing: stage, then commit a generation --------------------------------------------
     def recover(self, kb: str) -> int:
@@ -305,11 +403,19 @@ class Catalog:
                 if doc.failed:
                     self._record_failure(db, kb, doc, now)
                     continue
+                # An upsert, not INSERT OR REPLACE: a new version keeps the tags it was given.
                 db.execute(
-                    "INSERT OR REPLACE INTO documents(kb, doc_id, source, path, format, content_hash, size, status, "
-                    "error, chunks, title, updated_at, note) VALUES (?,?,?,?,?,?,?,'indexed',NULL,?,?,?,?)",
+                    "INSERT INTO documents(kb, doc_id, source, path, format, content_hash, size, status, "
+                    "error, chunks, title, updated_at, note, origin, uploaded_by, tags) "
+                    "VALUES (?,?,?,?,?,?,?,'indexed',NULL,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(kb, doc_id) DO UPDATE SET source=excluded.source, path=excluded.path, "
+                    "format=excluded.format, content_hash=excluded.content_hash, size=excluded.size, "
+                    "status='indexed', error=NULL, chunks=excluded.chunks, title=excluded.title, "
+                    "updated_at=excluded.updated_at, note=excluded.note, origin=excluded.origin, "
+                    "uploaded_by=excluded.uploaded_by, tags=" + ("excluded.tags" if doc.tags is not None else "tags"),
                     (kb, doc.doc_id, doc.source, doc.path, doc.format, doc.content_hash, doc.size,
-                     doc.chunk_count, doc.title, now, doc.note),
+                     doc.chunk_count, doc.title, now, doc.note, doc.origin, doc.uploaded_by,
+                     _tags_json(doc.tags or ())),
                 )
             for doc_id in deleted:
                 db.execute("DELETE FROM documents WHERE kb=? AND doc_id=?", (kb, doc_id))
@@ -321,7 +427,8 @@ class Catalog:
 
     @staticmethod
     def _record_failure(db: sqlite3.Connection, kb: str, doc: StagedDocument, now: float) -> None:
-        existing = db.execute("SELECT status FROM documents WHERE kb=? AND doc_id=?", (kb, doc.doc_id)).fetchone()
+        existing = db.execute("SELECT status, tags FROM documents WHERE kb=? AND doc_id=?",
+                              (kb, doc.doc_id)).fetchone()
         if existing is not None and existing["status"] == "indexed":
             # Keep the version already indexed; the error says the update failed.
             db.execute(
@@ -329,10 +436,12 @@ class Catalog:
                 (f"update failed, previous version kept: {doc.error}", now, kb, doc.doc_id),
             )
             return
+        tags = _tags_json(doc.tags) if doc.tags is not None else (existing["tags"] if existing else "[]")
         db.execute(
             "INSERT OR REPLACE INTO documents(kb, doc_id, source, path, format, content_hash, size, status, error, "
-            "chunks, title, updated_at) VALUES (?,?,?,?,?,?,?,'failed',?,0,NULL,?)",
-            (kb, doc.doc_id, doc.source, doc.path, doc.format, doc.content_hash, doc.size, doc.error, now),
+            "chunks, title, updated_at, origin, uploaded_by, tags) VALUES (?,?,?,?,?,?,?,'failed',?,0,NULL,?,?,?,?)",
+            (kb, doc.doc_id, doc.source, doc.path, doc.format, doc.content_hash, doc.size, doc.error, now,
+             doc.origin, doc.uploaded_by, tags),
         )
 
     # -- reading chunks ----------------------------------------------------------------------
@@ -399,11 +508,69 @@ class Catalog:
         return found
 
     def store_embeddings(self, model: str, vectors: dict[str, np.ndarray]) -> None:
+        now = time.time()
         with self._tx() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO embeddings(model, text_hash, vector) VALUES (?,?,?)",
-                [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
+                "INSERT OR IGNORE INTO embeddings(model, text_hash, vector, created_at) VALUES (?,?,?,?)",
+                [(model, h, np.asarray(v, dtype=np.float32).tobytes(), now) for h, v in vectors.items()],
             )
+
+    def kb_text_bytes(self, kb: str) -> int:
+        """Bytes of the KB's chunk text and tokens in the catalog (its share of the catalog file)."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB)) + LENGTH(CAST(tokens AS BLOB))), 0) FROM chunks WHERE kb=?",
+            (kb,)).fetchone()
+        return int(row[0])
+
+    def embedding_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    def unused_embedding_count(self) -> int:
+        """Cached vectors whose text no live or staged chunk of any KB has."""
+        return int(self.db.execute(f"SELECT COUNT(*) FROM embeddings WHERE {_UNUSED}").fetchone()[0])
+
+    def drop_unused_embeddings(self, keep: int) -> int:
+        """Delete the cached vectors no live or staged chunk uses, except the ``keep`` newest (a re-added
+        document, or a reverted edit, then needs no embedding). Returns the rows deleted.
+
+        A writer stores a batch's vectors just before it stages the chunks; one deleted in between is
+        embedded again when the segment is built (``writer._vectors``), so this never loses data."""
+        with self._tx() as db:
+            return db.execute(
+                f"DELETE FROM embeddings WHERE (model, text_hash) IN (SELECT model, text_hash FROM embeddings "
+                f"WHERE {_UNUSED} ORDER BY created_at IS NULL, created_at DESC LIMIT -1 OFFSET ?)",
+                (max(keep, 0),),
+            ).rowcount
+
+
+# Tombstoned chunks do not count: readers of the previous generation only need their tokens and ids.
+# NOT IN over a subquery: SQLite builds one temporary index of the live hashes, so the sweep is linear.
+_UNUSED = "text_hash NOT IN (SELECT text_hash FROM chunks WHERE deleted_gen IS NULL)"
+
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+
+
+def normalize_tags(tags: Iterable[object]) -> tuple[str, ...]:
+    """Tags as stored: stripped, NFC, duplicates dropped (first kept), at most MAX_TAGS of MAX_TAG_CHARS."""
+    found: dict[str, None] = {}
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidInput(f"tags must be strings, got {type(tag).__name__}")
+        text = unicodedata.normalize("NFC", tag).strip()
+        if not text:
+            continue
+        if len(text) > MAX_TAG_CHARS or any(ch < " " for ch in text):
+            raise InvalidInput(f"tag {text[:80]!r}: at most {MAX_TAG_CHARS} printable characters")
+        found.setdefault(text, None)
+    if len(found) > MAX_TAGS:
+        raise InvalidInput(f"a document may carry at most {MAX_TAGS} tags ({len(found)} given)")
+    return tuple(found)
+
+
+def _tags_json(tags: Iterable[str]) -> str:
+    return json.dumps(list(tags), ensure_ascii=False)
+
 
 class _Transaction:
     """``with catalog._tx() as db:`` — BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error."""

@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS documents (
     title        TEXT,
     updated_at   REAL NOT NULL,
     note         TEXT,                     -- how a misnamed or damaged file was read (salvage)
+    origin       TEXT,                     -- upload | sync:FOLDER | schedule:NAME (docs/sync.md, "Origins")
+    uploaded_by  TEXT,                     -- the label of the key that uploaded it (origin upload)
+    tags         TEXT NOT NULL DEFAULT '[]', -- JSON list of strings
     PRIMARY KEY (kb, doc_id)
 );
 
