@@ -26,8 +26,9 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 WORKDIR /app
 COPY . /app
-# Editable: the prompt templates are read from /app/prompts beside the rag package.
-RUN pip install -e . \
+# Editable: the prompt templates are read from /app/prompts beside the rag package. The [milvus] extra
+# (pymilvus) lets the same image run store.backend: milvus (the compose file's scale profile).
+RUN pip install -e '.[milvus]' \
     && python -c "import torch, sys; sys.exit('CUDA torch in the image' if torch.version.cuda else 0)" \
     && rag models prepare
 
