@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import mmap
 import os
 import resource
 import shutil
@@ -29,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +84,8 @@ class PrecomputedQueries:
         raise NotImplementedError("the benchmark gives the chunks' vectors to the store")
 
 
-def run_one(chunks: int, device: str, old_path_limit: int, batch: int) -> dict[str, float | int]:
+def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
+            backend_name: str = "local") -> dict[str, float | int]:
     from rag.config import RetrievalSettings
     from rag.embed import EmbeddingRouter, load_embedder
     from rag.retrieve.searcher import Searcher, SearchOptions
@@ -110,9 +111,15 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int) -> dict[s
         catalog.create_kb("kb")
         router = EmbeddingRouter("minilm", "usem3", cross_language_model=None)
         params = RetrievalSettings()
-        backend = LocalBackend(catalog, lambda kb: home / "kbs" / kb, router,
-                               BM25Params(params.bm25_method, params.bm25_k1, params.bm25_b),
-                               DenseSettings(), background_merge=False, device=device)
+        bm25 = BM25Params(params.bm25_method, params.bm25_k1, params.bm25_b)
+        if backend_name == "milvus":  # Milvus Lite: a database file in the temporary home
+            from rag.store.milvus import MilvusBackend
+
+            backend: Any = MilvusBackend(catalog, lambda kb: home / "kbs" / kb, router, bm25,
+                                         uri=str(home / "milvus.db"))
+        else:
+            backend = LocalBackend(catalog, lambda kb: home / "kbs" / kb, router, bm25,
+                                   DenseSettings(), background_merge=False, device=device)
 
         def item(copy: int, i: int, vector: np.ndarray) -> tuple[StagedDocument, list[IndexChunk]]:
             chunk = IndexChunk(0, f"{texts[i]} copy{copy}", None, None, "en", f"{copy}:{doc_ids[i]}",
@@ -179,17 +186,21 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int) -> dict[s
         searcher = Searcher(backend, router, params)
         hybrid_p50 = p50(lambda i, q: searcher.search("kb", q, SearchOptions(top_k=10)))
 
-        recall = dense_recall(reader, space, [query_vectors[q] for q in queries])
+        if backend_name == "milvus":
+            recall = milvus_recall(backend.store, reader, space, [query_vectors[q] for q in queries])
+        else:
+            recall = dense_recall(reader, space, [query_vectors[q] for q in queries])
         result: dict[str, float | int] = {
             "chunks": chunks, "build_s": round(build_s, 2), "commit_one_s": round(commit_one_s, 4),
             "delete_one_s": round(delete_one_s, 4), "refresh_s": round(refresh_s, 4),
             "bm25_p50_ms": round(bm25_p50, 2), "dense_p50_ms": round(dense_p50, 2),
             "hybrid_p50_ms": round(hybrid_p50, 2), "embed_query_ms": round(embed_query_ms, 2),
             "recall_at_10": round(recall, 4),
-            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "segments": len(reader.segments),
+            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + server_peak_mb(), 1),
+            "segments": len(getattr(reader, "segments", [None])),  # Milvus: one index to its readers
+            "backend": backend_name,
         }
-        if chunks <= old_path_limit:
+        if chunks <= old_path_limit and backend_name == "local":
             old = old_commit(tokens, base, texts, chunks, home / "old")
             result["old_commit_one_s"] = round(old, 3)
             result["commit_speedup"] = round(old / max(commit_one_s, 1e-9), 1)
@@ -199,8 +210,40 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int) -> dict[s
         shutil.rmtree(home, ignore_errors=True)
 
 
+def server_peak_mb() -> float:
+    """Peak resident memory of this process's children still running (the Milvus Lite server), in MB."""
+    total = 0.0
+    for child in Path("/proc").glob("[0-9]*"):
+        try:
+            status = (child / "status").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("PPid", "").strip() == str(os.getpid()) and "VmHWM" in fields:
+            total += int(fields["VmHWM"].split()[0]) / 1024
+    return total
+
+
+def milvus_recall(store: Any, reader: Any, space: Any, queries: list[np.ndarray]) -> float:
+    """``dense_recall`` for Milvus: the exact top-10 over every live vector, read back from the collection."""
+    from rag.store.milvus_schema import visible
+
+    collection = store.dense(space.model)
+    rows = store.query_all(collection, visible("kb", reader.generation), ["id", "vector"])
+    ids = np.asarray([row["id"] for row in rows], dtype=np.int64)
+    matrix = np.asarray([row["vector"] for row in rows], dtype=np.float32)
+    del rows
+    found = 0
+    for query in queries:
+        exact = set(ids[np.argsort(-(matrix @ query))[:10]].tolist())
+        found += len(exact & set(reader.dense_top_k(space, query, 10)[0].tolist()))
+    return found / (10 * len(queries))
+
+
 def dense_recall(reader: object, space: object, queries: list[np.ndarray]) -> float:
     """Share of the exact top-10 (brute force over every live vector) that the engine's dense search returns."""
+    from rag.store.segment import release_pages
+
     matrix = np.stack(queries)
     best_scores = np.full((len(queries), 10), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), 10), dtype=np.int64)
@@ -223,9 +266,7 @@ def dense_recall(reader: object, space: object, queries: list[np.ndarray]) -> fl
             best_ids = np.take_along_axis(both_ids, top, axis=1)
         # The reference search read every vector of the segment; drop those pages from this process's
         # resident set, so that rss_mb measures the engine, not the brute-force reference.
-        mapped = getattr(dense.vectors, "_mmap", None)
-        if mapped is not None:
-            mapped.madvise(mmap.MADV_DONTNEED)
+        release_pages(dense.vectors)
     found = 0
     for i, query in enumerate(queries):
         got = set(reader.dense_top_k(space, query, 10)[0].tolist())  # type: ignore[attr-defined]
@@ -260,7 +301,8 @@ def old_commit(tokens: list[list[str]], base: np.ndarray, texts: list[str], chun
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", default="10000,100000", help="comma-separated KB sizes")
-    parser.add_argument("--backend", choices=["local"], default="local")
+    parser.add_argument("--backend", default="local",
+                        help="local, milvus (Milvus Lite), or local,milvus: both, side by side in one run")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", action="store_true", help="one JSON object per N")
     parser.add_argument("--old-path-limit", type=int, default=100_000,
@@ -268,21 +310,24 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=125_000, help="chunks per commit while building")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    backends = args.backend.split(",")
+    if not set(backends) <= {"local", "milvus"}:
+        parser.error("--backend: local, milvus or local,milvus")
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.device, args.old_path_limit, args.batch)))
+        print(json.dumps(run_one(args.one, args.device, args.old_path_limit, args.batch, backends[0])))
         return
     if not args.json:
         print("text: SciFact abstracts cycled with a per-copy token; vectors: real MiniLM vectors of the corpus "
               f"plus Gaussian noise (sigma {NOISE}/dim), synthetic; {args.backend} backend on {args.device}")
-    for n in (int(x) for x in args.chunks.split(",")):
+    for n, name in ((int(x), name) for x in args.chunks.split(",") for name in backends):
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--device", args.device,
-                               "--old-path-limit", str(args.old_path_limit), "--batch", str(args.batch)],
-                              capture_output=True, text=True)
+                               "--old-path-limit", str(args.old_path_limit), "--batch", str(args.batch),
+                               "--backend", name], capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"N={n} failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         if args.json:
-            print(json.dumps({key: result[key] for key in KEYS}), flush=True)
+            print(json.dumps({key: result[key] for key in KEYS} | {"backend": result["backend"]}), flush=True)
             if "old_commit_one_s" in result:
                 print(f"N={n}: old full-rebuild commit {result['old_commit_one_s']} s, "
                       f"{result['commit_speedup']}x the segmented commit", file=sys.stderr, flush=True)

@@ -67,7 +67,8 @@ def test_a_commit_writes_only_the_new_chunks_and_refresh_keeps_loaded_segments(t
     for live in refreshed.segments:  # segments loaded before are the same objects, not reloaded
         if live.segment.name in segments_before:
             assert live.segment is segments_before[live.segment.name]
-    assert isinstance(refreshed.segments[0].segment.post_rows, np.memmap)  # memory-mapped, not copied
+    post_rows = refreshed.segments[0].segment.post_rows
+    assert not post_rows.flags.owndata and isinstance(post_rows.base, np.memmap)  # memory-mapped, not copied
     backend.catalog.close()
 
 
@@ -153,4 +154,47 @@ def test_a_restriction_works_on_segments_written_before_they_named_their_documen
     assert all(live.segment.doc_keys is None for live in reader.segments)
     got = texts_of(reader, reader.dense_top_k(SPACE, vector(corpus.rng), 50, doc_ids=chosen)[0])
     assert set(got) == allowed
+    backend.catalog.close()
+
+
+def test_bm25_pruning_returns_the_exact_top_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MaxScore pruning (common terms only probed for candidates) changes no id and no score of the top-k."""
+    from rag.store import reader as reader_module
+    from rag.store.catalog import StagedDocument
+    from rag.types import IndexChunk
+
+    backend = make_backend(tmp_path)
+    rng = np.random.default_rng(21)
+    words = [f"w{i}" for i in range(300)]
+    zipf = 1 / np.arange(1, len(words) + 1)
+    zipf /= zipf.sum()
+    for commit in range(3):
+        with backend.writer(KB) as writer:
+            for d in range(400):
+                tokens = [words[i] for i in rng.choice(len(words), size=int(rng.integers(5, 40)), p=zipf)]
+                doc = StagedDocument(doc_id=f"c{commit}d{d}", source=f"c{commit}d{d}.txt", path=None, format="txt",
+                                     content_hash="x", size=1, title=None, chunk_count=1)
+                writer.stage(doc, [IndexChunk(0, " ".join(tokens), None, None, "en", f"{commit}-{d}", tokens,
+                                              {"minilm": vector(rng)})])
+            if commit:
+                writer.delete(f"c{commit - 1}d7")
+            writer.commit()
+    reader = backend.reader(KB)
+    queries = [[words[int(i)] for i in rng.choice(len(words), size=6, replace=False, p=zipf)] for _ in range(40)]
+    queries += [["w0", "w1", "w2", "w250", "w299"]] * 2
+    pruned = []
+    real_try = reader_module._Scoring.try_prune
+
+    def watched(self: reader_module._Scoring, k: int, remaining: float) -> None:
+        real_try(self, k, remaining)
+        pruned.append(self.pruned)
+
+    monkeypatch.setattr(reader_module._Scoring, "try_prune", watched)
+    got = [reader.bm25_top_k(q, k) for q in queries for k in (5, 20)]
+    monkeypatch.setattr(reader_module._Scoring, "try_prune", lambda self, k, remaining: None)
+    expected = [reader.bm25_top_k(q, k) for q in queries for k in (5, 20)]
+    assert sum(pruned) >= 5  # pruning did happen
+    for (ids, scores), (ref_ids, ref_scores) in zip(got, expected, strict=True):
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
+        assert set(ids[scores > scores[-1]].tolist()) == set(ref_ids[ref_scores > ref_scores[-1]].tolist())
     backend.catalog.close()

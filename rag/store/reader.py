@@ -82,6 +82,7 @@ class LocalReader:
         self._live = sum(s.live for s in segments)
         total_len = sum(s.segment.total_len - s.deleted_len for s in segments)
         self._avgdl = total_len / self._live if self._live else 1.0
+        self._norms: dict[str, np.ndarray] = {}
 
     # -- counts ------------------------------------------------------------------------------
     def count(self) -> int:
@@ -115,17 +116,35 @@ class LocalReader:
             return float(np.log((n + 1) / df))
         return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))  # lucene
 
-    def _tf_part(self, tf: np.ndarray, length: np.ndarray) -> np.ndarray:
-        k1, b, method = self._bm25.k1, self._bm25.b, self._bm25.method
-        norm = 1 - b + b * length / self._avgdl
+    def _tf_part(self, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        """The term-frequency factor; ``norm`` is 1 - b + b × length / avgdl (see ``_norm``)."""
+        k1, method = np.float32(self._bm25.k1), self._bm25.method
         if method == "atire":
             return tf * (k1 + 1) / (tf + k1 * norm)
         if method == "bm25l":
-            c = tf / norm + 0.5
+            c = tf / norm + np.float32(0.5)
             return (k1 + 1) * c / (k1 + c)
         if method == "bm25+":
-            return (k1 + 1) * tf / (k1 * norm + tf) + 0.5
+            return (k1 + 1) * tf / (k1 * norm + tf) + np.float32(0.5)
         return tf / (tf + k1 * norm)  # lucene and robertson (bm25s leaves out the constant k1 + 1)
+
+    def _tf_bound(self) -> float:
+        """An upper bound of ``_tf_part`` over every tf and length."""
+        k1, method = self._bm25.k1, self._bm25.method
+        if method in ("atire", "bm25l"):
+            return k1 + 1
+        if method == "bm25+":
+            return k1 + 1.5
+        return 1.0
+
+    def _norm(self, segment: Segment) -> np.ndarray:
+        """Per row of ``segment``: 1 - b + b × length / avgdl at this generation (computed once per reader)."""
+        found = self._norms.get(segment.name)
+        if found is None:
+            b = self._bm25.b
+            found = (1 - b + b * np.asarray(segment.doc_len, dtype=np.float64) / self._avgdl).astype(np.float32)
+            self._norms[segment.name] = found
+        return found
 
     # -- restriction to some documents ---------------------------------------------------------
     def _allowed_rows(self, live: LiveSegment, doc_ids: frozenset[str]) -> np.ndarray:
@@ -157,49 +176,56 @@ class LocalReader:
                    doc_ids: frozenset[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (chunk ids, BM25 scores), best first, scored as one index over all live chunks would be.
 
-        With ``doc_ids`` only those documents' chunks are candidates (statistics stay KB-wide)."""
-        known = [t for t in tokens if any(t in s.segment.term_ids for s in self.segments)]
-        if not known or not self._live:
+        With ``doc_ids`` only those documents' chunks are candidates (statistics stay KB-wide).
+
+        Exact top-k with MaxScore pruning: terms are scored rarest first (highest possible contribution
+        first); once the k-th best score so far beats what all remaining terms together could add, no
+        chunk they alone match can enter the top-k, so the remaining (common, long) posting lists are
+        only probed for the surviving candidates (binary search) instead of being scored in full.
+        """
+        counts: dict[str, int] = {}
+        for token in tokens:
+            if any(token in s.segment.term_ids for s in self.segments):
+                counts[token] = counts.get(token, 0) + 1
+        if not counts or not self._live or k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        df: dict[str, float] = {}
-        for token in set(known):
-            total = 0
+        weights: dict[str, float] = {}
+        lengths: dict[str, int] = {}
+        for token, count in counts.items():
+            total = postings = 0
             for live in self.segments:
                 term = live.segment.term_ids.get(token)
                 if term is not None:
                     total += int(live.segment.df[term])
+                    postings += int(live.segment.df[term])
                     if live.deleted_df is not None:
                         total -= int(live.deleted_df[term])
-            df[token] = float(total)
-        idf = {token: self._idf(value) for token, value in df.items() if value > 0}
-        found_ids, found_scores = [], []
-        for live in self.segments:
-            segment = live.segment
-            scores: np.ndarray | None = None
-            for token in known:
-                term = segment.term_ids.get(token)
-                if term is None or token not in idf:
-                    continue
-                start, end = int(segment.post_ptr[term]), int(segment.post_ptr[term + 1])
-                rows = np.asarray(segment.post_rows[start:end])
-                tf = np.asarray(segment.post_tf[start:end], dtype=np.float32)
-                if scores is None:
-                    scores = np.zeros(len(segment), dtype=np.float32)
-                scores[rows] += np.float32(idf[token]) * self._tf_part(tf, segment.doc_len[rows])
-            if scores is None:
-                continue
-            if doc_ids is not None:
-                allowed = self._allowed_rows(live, doc_ids)
-                candidates = allowed[scores[allowed] > 0]
+            if total > 0:  # a repeated query token counts once per occurrence, as in bm25s and rank_bm25
+                weights[token] = count * self._idf(float(total))
+                lengths[token] = postings
+        if not weights:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        bound = self._tf_bound()
+        order = sorted(weights, key=lambda t: (-weights[t], t))
+        prunable = all(w > 0 for w in weights.values())
+        rest = [bound * weights[t] for t in order]
+        remaining = [float(sum(rest[i + 1 :])) for i in range(len(order))]  # what the terms after i can add
+        state = _Scoring(self, doc_ids)
+        scored = 0.0  # the most any chunk can have scored so far
+        for i, token in enumerate(order):
+            if state.pruned:
+                state.probe(token, weights[token])
             else:
-                if len(live.dead_rows):
-                    scores[live.dead_rows] = 0.0
-                candidates = np.flatnonzero(scores > 0)
-            if len(candidates) > k:
-                candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-            found_ids.append(np.asarray(segment.ids[candidates]))
-            found_scores.append(scores[candidates])
-        return _best(found_ids, found_scores, k)
+                state.score(token, weights[token])
+                scored += rest[i]
+                # Worth a look only when the k-th best could beat the rest and the rest is long to score.
+                later = sum(lengths[t] for t in order[i + 1 :])
+                if (prunable and scored > remaining[i] and state.tries < 3
+                        and later > 4 * sum(len(s.segment) for s in self.segments) // 100):
+                    state.try_prune(k, remaining[i])
+            if state.pruned:
+                state.narrow(k, remaining[i])
+        return state.top(k)
 
     # -- dense ---------------------------------------------------------------------------------
     def dense_top_k(self, space: EmbeddingSpace, query: np.ndarray, k: int,
@@ -232,6 +258,113 @@ class LocalReader:
                 scores = (1 - document_weight) * scores + document_weight * (dense.docvec[documents] @ query)
             found_ids.append(np.asarray(live.segment.ids[rows]))
             found_scores.append(np.asarray(scores, dtype=np.float32))
+        return _best(found_ids, found_scores, k)
+
+
+class _Scoring:
+    """One BM25 query's accumulators: a score array per segment, and after pruning the candidate rows."""
+
+    _MARGIN = 1e-4  # float32 sums: prune only with room to spare
+
+    def __init__(self, reader: LocalReader, doc_ids: frozenset[str] | None) -> None:
+        self.reader = reader
+        self.doc_ids = doc_ids
+        self.scores: dict[int, np.ndarray] = {}  # segment index → scores of all its rows
+        self.candidates: dict[int, np.ndarray] | None = None  # after pruning: rows still able to enter
+        self.threshold = -np.inf
+        self.tries = 0
+
+    @property
+    def pruned(self) -> bool:
+        return self.candidates is not None
+
+    def _postings(self, live: LiveSegment, token: str) -> tuple[np.ndarray, np.ndarray] | None:
+        segment = live.segment
+        term = segment.term_ids.get(token)
+        if term is None:
+            return None
+        start, end = int(segment.post_ptr[term]), int(segment.post_ptr[term + 1])
+        return segment.post_rows[start:end], segment.post_tf[start:end]
+
+    def _add(self, at: int, rows: np.ndarray, tf: np.ndarray, weight: float) -> None:
+        live = self.reader.segments[at]
+        scores = self.scores.get(at)
+        if scores is None:
+            scores = self.scores[at] = np.zeros(len(live.segment), dtype=np.float32)
+        norm = self.reader._norm(live.segment)
+        scores[rows] += np.float32(weight) * self.reader._tf_part(tf.astype(np.float32), norm[rows])
+
+    def score(self, token: str, weight: float) -> None:
+        for at, live in enumerate(self.reader.segments):
+            found = self._postings(live, token)
+            if found is not None:
+                self._add(at, found[0], found[1], weight)
+
+    def _matched(self, at: int) -> np.ndarray:
+        """Rows of segment ``at`` with a positive score that may be returned (live; in the restriction)."""
+        live, scores = self.reader.segments[at], self.scores[at]
+        if self.doc_ids is not None:
+            allowed = self.reader._allowed_rows(live, self.doc_ids)
+            return allowed[scores[allowed] > 0]
+        if len(live.dead_rows):
+            scores[live.dead_rows] = 0.0
+        return np.flatnonzero(scores > 0)
+
+    def try_prune(self, k: int, remaining: float) -> None:
+        """Switch to probing when the k-th best score so far beats ``remaining`` (all later terms' bound)."""
+        self.tries += 1
+        pools = {at: self._matched(at) for at in self.scores}
+        values = np.concatenate([self.scores[at][rows] for at, rows in pools.items()]) if pools else np.empty(0)
+        if len(values) < k:
+            return
+        threshold = float(np.partition(values, len(values) - k)[len(values) - k])
+        if threshold <= remaining * (1 + self._MARGIN) + self._MARGIN:
+            return
+        self.threshold = threshold
+        self.candidates = pools
+
+    def narrow(self, k: int, remaining: float) -> None:
+        """Drop candidates that cannot reach the k-th best score any more."""
+        assert self.candidates is not None
+        floor = self.threshold - remaining * (1 + self._MARGIN) - self._MARGIN
+        self.candidates = {at: rows[self.scores[at][rows] >= floor] for at, rows in self.candidates.items()}
+        values = np.concatenate([self.scores[at][rows] for at, rows in self.candidates.items()])
+        if len(values) >= k:
+            self.threshold = max(self.threshold, float(np.partition(values, len(values) - k)[len(values) - k]))
+
+    def probe(self, token: str, weight: float) -> None:
+        """Add a term's contribution to the candidates: found by bisection in its postings when they are
+        few against the posting list, else the list is scored in full (non-candidates are ignored)."""
+        assert self.candidates is not None
+        for at, rows in self.candidates.items():
+            if not len(rows):
+                continue
+            found = self._postings(self.reader.segments[at], token)
+            if found is None or not len(found[0]):
+                continue
+            posting_rows, tf = found
+            if len(rows) * 16 > len(posting_rows):
+                self._add(at, posting_rows, tf, weight)
+                continue
+            where = np.searchsorted(posting_rows, rows)
+            inside = where < len(posting_rows)
+            hit = np.zeros(len(rows), dtype=bool)
+            hit[inside] = posting_rows[where[inside]] == rows[inside]
+            self._add(at, rows[hit], tf[where[hit]], weight)
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found_ids, found_scores = [], []
+        for at, scores in self.scores.items():
+            live = self.reader.segments[at]
+            if self.candidates is not None:
+                rows = self.candidates.get(at, np.empty(0, dtype=np.int64))
+                rows = rows[scores[rows] > 0]
+            else:
+                rows = self._matched(at)
+            if len(rows) > k:
+                rows = rows[np.argpartition(-scores[rows], k - 1)[:k]]
+            found_ids.append(np.asarray(live.segment.ids[rows]))
+            found_scores.append(scores[rows])
         return _best(found_ids, found_scores, k)
 
 

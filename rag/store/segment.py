@@ -21,10 +21,12 @@ processes on one machine share the page cache and a loaded segment costs little 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import threading
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -95,20 +97,22 @@ def write_segment(folder: Path, data: SegmentData, dense: DenseSettings) -> None
     rows = len(data.ids)
     if data.postings is not None:
         vocab, terms, row_of, tf, doc_len = data.postings
+        by_row = np.argsort(row_of.astype(np.int64) * max(len(vocab), 1) + terms, kind="stable")
+        terms, row_of, tf = terms[by_row], row_of[by_row], tf[by_row]
     else:
         assert data.tokens is not None
-        vocab, terms, row_of, tf, doc_len = _postings_from_tokens(data.tokens)
+        vocab, terms, row_of, tf, doc_len = _postings_from_tokens(data.tokens)  # ordered by row, then term
     _save(tmp / "ids.npy", np.asarray(data.ids, dtype=np.int64))
     _save(tmp / "doc_of_row.npy", np.asarray(data.doc_of_row, dtype=np.int32))
     _save(tmp / "doc_len.npy", np.asarray(doc_len, dtype=np.float32))
     # By term: the postings a query reads. By row: the terms a tombstoned chunk takes out of the df.
-    by_term = np.lexsort((row_of, terms))
+    by_term = np.argsort(terms, kind="stable")  # rows stay ascending within a term
     _save(tmp / "post_ptr.npy", _pointers(terms, len(vocab)))
     _save(tmp / "post_rows.npy", row_of[by_term].astype(np.int32))
     _save(tmp / "post_tf.npy", tf[by_term].astype(np.uint16))
-    by_row = np.lexsort((terms, row_of))
+    del by_term
     _save(tmp / "row_ptr.npy", _pointers(row_of, rows))
-    _save(tmp / "row_terms.npy", terms[by_row].astype(np.int32))
+    _save(tmp / "row_terms.npy", terms.astype(np.int32))
     (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     if data.doc_keys is not None:
         (tmp / "docs.json").write_text(json.dumps(data.doc_keys, ensure_ascii=False), encoding="utf-8")
@@ -138,33 +142,31 @@ def write_segment(folder: Path, data: SegmentData, dense: DenseSettings) -> None
 def _postings_from_tokens(
     token_lists: list[list[str]],
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(vocab, term id, row, tf, doc_len): one triple per distinct (row, term)."""
-    vocab: dict[str, int] = {}
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    terms: list[int] = []
-    rows: list[int] = []
-    counts: list[int] = []
-    doc_len = np.zeros(len(token_lists), dtype=np.float32)
+    """(vocab, term id, row, tf, doc_len): one triple per distinct (row, term), ordered by row then term.
 
-    def flush() -> None:  # numpy arrays every few thousand rows: Python int lists cost ~10x the memory
-        parts.append((np.asarray(terms, dtype=np.int32), np.asarray(rows, dtype=np.int32),
-                      np.minimum(np.asarray(counts, dtype=np.int64), 65535).astype(np.uint16)))
-        terms.clear(), rows.clear(), counts.clear()
-
-    for row, tokens in enumerate(token_lists):
-        doc_len[row] = len(tokens)
-        tf: dict[int, int] = {}
-        for token in tokens:
-            term = vocab.setdefault(token, len(vocab))
-            tf[term] = tf.get(term, 0) + 1
-        terms.extend(tf)
-        counts.extend(tf.values())
-        rows.extend([row] * len(tf))
-        if len(terms) > 500_000:
-            flush()
-    flush()
-    return (list(vocab), np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]), doc_len)
+    Vectorised: the tokens are mapped to term ids in one C-level pass (``map`` over a dict), and the
+    (row, term) pairs counted with one sort of int64 keys; no Python loop per token.
+    """
+    rows_total = len(token_lists)
+    doc_len = np.fromiter(map(len, token_lists), dtype=np.int64, count=rows_total)
+    vocab = sorted(set(chain.from_iterable(token_lists)))
+    if not vocab:
+        empty = np.empty(0, dtype=np.int32)
+        return [], empty, empty, np.empty(0, dtype=np.uint16), doc_len.astype(np.float32)
+    term_of = {term: i for i, term in enumerate(vocab)}
+    tokens = int(doc_len.sum())
+    terms = np.fromiter(map(term_of.__getitem__, chain.from_iterable(token_lists)), dtype=np.int64, count=tokens)
+    rows = np.repeat(np.arange(rows_total, dtype=np.int64), doc_len)
+    keys = rows * len(vocab) + terms
+    del rows, terms
+    keys.sort()
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    counts = np.diff(np.append(starts, len(keys)))
+    distinct = keys[starts]
+    del keys
+    row_of, term = np.divmod(distinct, len(vocab))
+    return (vocab, term.astype(np.int32), row_of.astype(np.int32),
+            np.minimum(counts, 65535).astype(np.uint16), doc_len.astype(np.float32))
 
 
 def _pointers(keys: np.ndarray, size: int) -> np.ndarray:
@@ -206,6 +208,22 @@ def _save(path: Path, array: np.ndarray) -> None:
     np.save(path, array, allow_pickle=False)
 
 
+def mapped(path: Path) -> np.ndarray:
+    """The array in ``path``, memory-mapped read-only, as a plain ndarray view (``np.memmap`` slicing costs
+    tens of microseconds a call in Python-level bookkeeping; the view's base keeps the mapping alive)."""
+    return np.asarray(np.load(path, mmap_mode="r"))
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Drop the resident pages of a memory-mapped array from this process (they stay in the page cache)."""
+    base: object = array
+    while base is not None and not hasattr(base, "_mmap"):
+        base = getattr(base, "base", None)
+    found = getattr(base, "_mmap", None)
+    if found is not None:
+        found.madvise(mmap.MADV_DONTNEED)
+
+
 def fsync_path(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -218,9 +236,9 @@ class DenseSpace:
     """A segment's vectors of one embedding space, searched exactly or through its ANN index."""
 
     def __init__(self, folder: Path, kind: str, settings: DenseSettings, gpu: object | None = None) -> None:
-        self.rows = np.load(folder / "rows.npy", mmap_mode="r")
-        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-        self.docvec = np.load(folder / "docvec.npy", mmap_mode="r")
+        self.rows = mapped(folder / "rows.npy")
+        self.vectors = mapped(folder / "vectors.npy")
+        self.docvec = mapped(folder / "docvec.npy")
         self.kind = kind
         self._settings = settings
         self.ann: faiss.Index | None = None
@@ -302,14 +320,14 @@ class Segment:
     def __init__(self, folder: Path, dense: DenseSettings, gpu: object | None = None) -> None:
         self.name = folder.name
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        self.ids = np.load(folder / "ids.npy", mmap_mode="r")
-        self.doc_of_row = np.load(folder / "doc_of_row.npy", mmap_mode="r")
-        self.doc_len = np.load(folder / "doc_len.npy", mmap_mode="r")
-        self.post_ptr = np.load(folder / "post_ptr.npy", mmap_mode="r")
-        self.post_rows = np.load(folder / "post_rows.npy", mmap_mode="r")
-        self.post_tf = np.load(folder / "post_tf.npy", mmap_mode="r")
-        self.row_ptr = np.load(folder / "row_ptr.npy", mmap_mode="r")
-        self.row_terms = np.load(folder / "row_terms.npy", mmap_mode="r")
+        self.ids = mapped(folder / "ids.npy")
+        self.doc_of_row = mapped(folder / "doc_of_row.npy")
+        self.doc_len = mapped(folder / "doc_len.npy")
+        self.post_ptr = mapped(folder / "post_ptr.npy")
+        self.post_rows = mapped(folder / "post_rows.npy")
+        self.post_tf = mapped(folder / "post_tf.npy")
+        self.row_ptr = mapped(folder / "row_ptr.npy")
+        self.row_terms = mapped(folder / "row_terms.npy")
         vocab: list[str] = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
         self.vocab = vocab
         self.term_ids = {term: i for i, term in enumerate(vocab)}
