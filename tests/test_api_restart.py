@@ -28,8 +28,8 @@ def test_a_killed_servers_ingest_resumes_after_restart_without_duplicates(tmp_pa
         assert requests.post(f"{base}/api/kbs", json={"name": "survey"}, timeout=30).status_code == 201
         files = [("files", (name, io.BytesIO(body))) for name, body in note_files("survey", FILES)]
         job_id = requests.post(f"{base}/api/kbs/survey/documents", files=files, timeout=120).json()["job_id"]
-        wait_until(lambda: requests.get(f"{base}/api/jobs/{job_id}", timeout=10).json()["progress"]["done"] >= 5,
-                   "the ingest never got 5 files in", timeout=120)
+        wait_until(lambda: committed_documents(home, "survey") >= 5, "the ingest never committed 5 files",
+                   timeout=120, every=0.02)
     finally:
         server.stop(kill=True)  # SIGKILL: no chance to clean up
     before = committed_documents(home, "survey")

@@ -116,6 +116,18 @@ class DocumentViews:
         audit("sync", kb, source=source, job_id=job_id)
         return "🔄 " + t(lang, "sync_started", job_id=job_id)
 
+    def cancel_job(self, kb: str | None, lang: str) -> str:
+        """Cancel the KB's running job (else its oldest queued one): it stops at its next file."""
+        if not kb:
+            raise InvalidInput(t(lang, "no_kb"))
+        active = [job for job in self.service.list_jobs(kb, limit=50) if job["status"] in {"queued", "running"}]
+        if not active:
+            raise InvalidInput(t(lang, "no_active_job"))
+        target = next((job for job in active if job["status"] == "running"), active[-1])
+        self.jobs.cancel(target["job_id"])
+        audit("job.cancel", kb, job_id=target["job_id"])
+        return "⏹️ " + t(lang, "job_cancelling", job_id=target["job_id"])
+
 
 @dataclass
 class DocumentsTab:
@@ -212,6 +224,12 @@ def build_documents_tab(
                 ),
                 label="jobs",
             )
+            with gr.Row(equal_height=True):
+                cancel_job = text.bind(
+                    gr.Button(t("en", "cancel_job"), variant="stop", scale=1, elem_id="cancel-job"),
+                    value="cancel_job",
+                )
+                cancel_result = gr.Markdown(elem_id="cancel-result")
     timer = gr.Timer(JOB_POLL_SECONDS, active=False)
 
     def guarded(action: Callable[..., str]) -> Callable[..., str]:
@@ -275,6 +293,9 @@ def build_documents_tab(
         lambda current: (refresh_kbs(current), ""), inputs=kb, outputs=[kb, confirm]
     )
     sync.click(guarded(views.start_sync), inputs=[kb, folder, lang], outputs=sync_result).then(
+        jobs_and_timer, inputs=[kb, lang], outputs=[jobs_table, timer]
+    )
+    cancel_job.click(guarded(views.cancel_job), inputs=[kb, lang], outputs=cancel_result).then(
         jobs_and_timer, inputs=[kb, lang], outputs=[jobs_table, timer]
     )
     timer.tick(jobs_and_timer, inputs=[kb, lang], outputs=[jobs_table, timer]).then(**refresh_docs)

@@ -120,6 +120,12 @@ TEXT: dict[str, dict[Lang, str]] = {
         "zh": "同步任务 `{job_id}` 已开始：索引该文件夹中的文件，并移除文件已不存在的文档。",
     },
     "jobs": {"en": "Recent jobs", "zh": "最近的任务"},
+    "cancel_job": {"en": "Cancel running job", "zh": "取消正在运行的任务"},
+    "no_active_job": {"en": "No job of this knowledge base is queued or running.", "zh": "该知识库没有排队或运行中的任务。"},
+    "job_cancelling": {
+        "en": "Job `{job_id}` is being cancelled: it stops at its next file; the files it committed stay.",
+        "zh": "正在取消任务 `{job_id}`：它会在下一个文件处停止，已提交的文件会保留。",
+    },
     "col_job": {"en": "Job", "zh": "任务"},
     "col_kind": {"en": "Kind", "zh": "类型"},
     "col_progress": {"en": "Progress", "zh": "进度"},
@@ -135,6 +141,7 @@ STATUS_TEXT: dict[str, dict[Lang, str]] = {
     "running": {"en": "🔄 running", "zh": "🔄 运行中"},
     "succeeded": {"en": "✅ succeeded", "zh": "✅ 成功"},
     "skipped": {"en": "⏭ skipped", "zh": "⏭ 已跳过"},
+    "cancelled": {"en": "⏹ cancelled", "zh": "⏹ 已取消"},
 }
 
 
