@@ -245,7 +245,9 @@ def wide_csv(columns: int = 2_000_000) -> bytes:
 
 
 # name → (bytes, what the file attacks)
-def hostile_files() -> dict[str, tuple[bytes, str]]:
+def hostile_files(long_line_mb: int = 10) -> dict[str, tuple[bytes, str]]:
+    """``long_line_mb``: the size of the two single-line files (their chunks dominate an ingest's time)."""
+    line = long_line_mb * MB
     return {
         "alias_bomb.yaml": (yaml_alias_bomb(), "YAML alias expansion: 9^9 leaves from ~400 bytes"),
         "alias_bomb_small.yaml": (yaml_alias_bomb(levels=7), "YAML alias expansion: 4.8 M leaves (tens of MB)"),
@@ -265,8 +267,8 @@ def hostile_files() -> dict[str, tuple[bytes, str]]:
         "million_pages.pdf": (pdf_claiming_a_million_pages(), "PDF page tree claiming 1,000,000 pages"),
         "page_tree_bomb.pdf": (pdf_page_tree_bomb(), "PDF page tree with 10^6 pages from shared nodes"),
         "stream_bomb.pdf": (pdf_stream_bomb(), "PDF content stream inflating to 300 MB"),
-        "long_line.txt": (long_line_of_sentences(), "10 MB single line of sentences"),
-        "long_blob.txt": (long_line_without_spaces(), "10 MB single line with no space (base64-like)"),
+        "long_line.txt": (long_line_of_sentences(line), f"{long_line_mb} MB single line of sentences"),
+        "long_blob.txt": (long_line_without_spaces(line), f"{long_line_mb} MB single line with no space (base64-like)"),
         "invalid_utf8.txt": (invalid_utf8(), "text with invalid UTF-8 bytes"),
         "utf16_nobom.txt": (utf16_without_bom(), "UTF-16-LE text without a BOM"),
         "nul_filled.txt": (nul_filled(), "4 MB of NUL bytes"),
@@ -277,10 +279,10 @@ def hostile_files() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def write_hostile_corpus(folder: Path) -> dict[str, str]:
+def write_hostile_corpus(folder: Path, long_line_mb: int = 10) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     described: dict[str, str] = {}
-    for name, (data, what) in hostile_files().items():
+    for name, (data, what) in hostile_files(long_line_mb).items():
         (folder / name).write_bytes(data)
         described[name] = what
     return described

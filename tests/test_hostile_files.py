@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from ingest.splitter import Splitter
 from tests.hostile_corpus import (
     UTF16_SENTENCE,
     docx_zip_bomb,
+    long_line_of_sentences,
+    long_line_without_spaces,
     pdf_page_tree_bomb,
     write_hostile_corpus,
     xml_billion_laughs,
@@ -120,7 +123,9 @@ def rag(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
 @pytest.mark.slow
 def test_hostile_corpus_ingests_with_every_file_explained_and_memory_bounded(tmp_path: Path) -> None:
     corpus = tmp_path / "hostile"
-    described = write_hostile_corpus(corpus)
+    # 1 MB single lines here (their embedding dominated the run: 14,669 chunks at 10 MB); the 10 MB ones are
+    # parsed and split, without embedding, in the test below.
+    described = write_hostile_corpus(corpus, long_line_mb=1)
     assert set(described) == set(EXPECTED)
     home = tmp_path / "home"
     rag(home, "kb", "create", "hostile")
@@ -152,6 +157,23 @@ def test_hostile_corpus_ingests_with_every_file_explained_and_memory_bounded(tmp
     assert found["hits"][0]["source"] == "utf16_nobom.txt"
     leaked = json.loads(rag(home, "search", "--kb", "hostile", "root:x:0:0 /bin/bash", "--json").stdout)
     assert not any("root:x:0" in hit["text"] for hit in leaked["hits"])
+
+
+@pytest.mark.parametrize(("name", "make", "chunks"), [
+    ("long_line.txt", long_line_of_sentences, (10_000, 14_000)),
+    ("long_blob.txt", long_line_without_spaces, (2_500, 3_500)),
+])
+def test_a_ten_mb_single_line_parses_in_the_worker_and_splits_into_bounded_chunks(
+        tmp_path: Path, name: str, make: Callable[[int], bytes], chunks: tuple[int, int]) -> None:
+    from rag.config import Settings
+
+    chunking = Settings().chunking
+    started = time.perf_counter()
+    document = _load(tmp_path, name, make(10 << 20))
+    pieces = Splitter(chunking.chunk_tokens, chunking.overlap_tokens, chunking.chunk_tokens_zh).split_document(document)
+    print(f"{name}: {len(pieces)} chunks in {time.perf_counter() - started:.1f} s")
+    assert chunks[0] <= len(pieces) <= chunks[1]
+    assert max(len(piece.text) for piece in pieces) <= chunking.chunk_tokens * 16
 
 
 def test_settings_reach_the_parser_and_the_splitter() -> None:

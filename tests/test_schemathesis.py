@@ -23,7 +23,7 @@ from api_server import RunningServer, start_server, wait_for_job
 ADMIN_KEY = "st-admin-4c1d9e7f2a"
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 MAX_EXAMPLES = 5
-MAX_SECONDS = 45  # per run; the whole run is bounded by this, however many cases it generates
+MAX_SECONDS = 30  # per run; the whole run is bounded by this, however many cases it generates
 
 
 @pytest.fixture(scope="module", params=["keyless", "keys"])
