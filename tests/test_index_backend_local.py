@@ -15,6 +15,7 @@ from rag.store import segment as segment_module
 from rag.store.bm25_index import BM25Params
 from rag.store.catalog import Catalog
 from rag.store.local import LocalBackend
+from rag.store.manifest import KBFiles
 from rag.store.segment import DenseSettings
 
 
@@ -197,4 +198,41 @@ def test_bm25_pruning_returns_the_exact_top_k(tmp_path: Path, monkeypatch: pytes
     for (ids, scores), (ref_ids, ref_scores) in zip(got, expected, strict=True):
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
         assert set(ids[scores > scores[-1]].tolist()) == set(ref_ids[ref_scores > ref_scores[-1]].tolist())
+    backend.catalog.close()
+
+
+def test_forget_stops_a_running_background_merge_before_the_folder_goes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+    import threading
+    import time
+
+    from rag.store import merge as merge_module
+
+    backend = make_backend(tmp_path, factor=2)
+    corpus = Corpus(seed=23)
+    grow(backend, corpus, commits=1)
+    started = threading.Event()
+    real_write = merge_module.write_segment
+
+    def slow_write(*args: object, **kwargs: object) -> None:
+        started.set()
+        time.sleep(0.5)  # the KB is deleted while the merged segment is being written
+        real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(merge_module, "write_segment", slow_write)
+    backend.background_merge = True
+    for _ in range(20):  # commit until two segments share a tier: a merge starts in the background
+        grow(backend, corpus, commits=1)
+        if started.wait(0.2):
+            break
+    assert started.is_set()
+    before = backend.files(KB).latest()
+    backend.forget(KB)  # returns once the merge has stopped
+    assert not any(t.name == f"rag-merge-{KB}" for t in threading.enumerate())
+    latest = KBFiles(tmp_path / "kbs" / KB).latest()
+    assert latest is not None and before is not None
+    assert [e.name for e in latest.segments] == [e.name for e in before.segments]  # the merge did not publish
+    shutil.rmtree(tmp_path / "kbs" / KB)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
     backend.catalog.close()

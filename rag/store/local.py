@@ -50,7 +50,8 @@ class LocalBackend:
         self._gpu = gpu_resources(device)
         self._files: dict[str, KBFiles] = {}
         self._files_lock = threading.Lock()
-        self._merging: set[str] = set()
+        self._merging: dict[str, threading.Thread] = {}
+        self._stopping: set[str] = set()  # KBs being forgotten (deleted): no merge starts, running ones stop
         self._merging_lock = threading.Lock()
         self.readers = ReaderCache(catalog, self.files, bm25, self.dense, self._rebuild, self._gpu)
 
@@ -81,12 +82,24 @@ class LocalBackend:
 
     def merge(self, kb: str) -> int:
         """Run the tiered merge policy now (what the background thread does after a commit)."""
-        return merge(self.files(kb), self.dense, self.merge_factor)
+        return merge(self.files(kb), self.dense, self.merge_factor, stop=lambda: kb in self._stopping)
 
-    def forget(self, kb: str) -> None:
-        self.readers.forget(kb)
-        with self._files_lock:
-            self._files.pop(kb, None)
+    def forget(self, kb: str, timeout: float = 120.0) -> None:
+        """Drop what is loaded of ``kb`` before its folder is removed: a background merge of it is told
+        to stop and awaited (it stops before its next step, never publishing), so none writes into a
+        folder being deleted."""
+        with self._merging_lock:
+            self._stopping.add(kb)
+            running = self._merging.get(kb)
+        try:
+            if running is not None and running is not threading.current_thread():
+                running.join(timeout)
+            self.readers.forget(kb)
+            with self._files_lock:
+                self._files.pop(kb, None)
+        finally:
+            with self._merging_lock:
+                self._stopping.discard(kb)
 
     # -- internals --------------------------------------------------------------------------------
     def _rebuild(self, kb: str) -> None:
@@ -95,16 +108,23 @@ class LocalBackend:
 
     def _schedule_merge(self, kb: str) -> None:
         with self._merging_lock:
-            if kb in self._merging:
+            if kb in self._merging or kb in self._stopping:
                 return
-            self._merging.add(kb)
-        threading.Thread(target=self._merge_in_background, args=(kb,), name=f"rag-merge-{kb}", daemon=True).start()
+            thread = threading.Thread(target=self._merge_in_background, args=(kb,), name=f"rag-merge-{kb}",
+                                      daemon=True)
+            self._merging[kb] = thread
+        thread.start()
 
     def _merge_in_background(self, kb: str) -> None:
         try:
             self.merge(kb)
+        except FileNotFoundError:
+            if kb in self._stopping or not self._kb_dir(kb).exists():
+                log.debug("background merge of knowledge base %r ended: the knowledge base was deleted", kb)
+            else:
+                log.exception("background merge of knowledge base %r failed", kb)
         except Exception:  # a failed merge leaves the segments as they were; the next commit tries again
             log.exception("background merge of knowledge base %r failed", kb)
         finally:
             with self._merging_lock:
-                self._merging.discard(kb)
+                self._merging.pop(kb, None)

@@ -13,6 +13,7 @@ published manifest, and the next writer removes the unpublished segment.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,13 +34,18 @@ def choose(manifest: Manifest, factor: int) -> list[SegmentEntry]:
     return heavy[:1]
 
 
-def merge(files: KBFiles, dense: DenseSettings, factor: int, force: bool = False) -> int:
-    """Merge until the policy is satisfied (with ``force``: into one segment). Returns merges done."""
+def merge(files: KBFiles, dense: DenseSettings, factor: int, force: bool = False,
+          stop: Callable[[], bool] | None = None) -> int:
+    """Merge until the policy is satisfied (with ``force``: into one segment). Returns merges done.
+
+    ``stop`` is asked before each merge and before publishing one: when it says so (the KB is being
+    deleted) the merge ends without publishing, and its unpublished segment is left to the next writer."""
     done = 0
+    stop = stop or (lambda: False)
     with files.merge_lock.hold(wait=force) as held:
         if not held:
             return 0  # another merge of this KB is running
-        while True:
+        while not stop():
             manifest = files.latest()
             if manifest is None:
                 return done
@@ -50,22 +56,28 @@ def merge(files: KBFiles, dense: DenseSettings, factor: int, force: bool = False
                 chosen = choose(manifest, factor)
             if not chosen:
                 return done
-            _merge_once(files, dense, manifest.generation, chosen)
+            if not _merge_once(files, dense, manifest.generation, chosen, stop):
+                return done
             done += 1
             if force:
                 return done
+        return done
 
 
-def _merge_once(files: KBFiles, dense: DenseSettings, generation: int, chosen: list[SegmentEntry]) -> None:
+def _merge_once(files: KBFiles, dense: DenseSettings, generation: int, chosen: list[SegmentEntry],
+                stop: Callable[[], bool]) -> bool:
     segments = [Segment(files.segments / entry.name, DenseSettings(kind="flat")) for entry in chosen]
     dead_at_start = [files.read_deletes(entry.deletes) for entry in chosen]
     data = _merged_data(segments, dead_at_start)
     name = files.new_segment_name(generation)
     if len(data.ids):
         write_segment(files.segments / name, data, dense)
+    if stop():
+        return False
     with files.manifest_lock.hold():
         latest = files.latest()
-        assert latest is not None
+        if latest is None or stop():
+            return False
         names = {entry.name for entry in chosen}
         current = {entry.name: entry for entry in latest.segments if entry.name in names}
         # Chunks deleted while we merged: they are in the new segment, so they become its tombstones.
@@ -86,6 +98,7 @@ def _merge_once(files: KBFiles, dense: DenseSettings, generation: int, chosen: l
                     replaced.append(SegmentEntry(name, len(data.ids), deletes, len(dead)))
         files.publish(Manifest(latest.generation, replaced, latest.version + 1))
         files.remove_unreferenced(0)  # keeps every manifest; drops the merged-away segments no manifest names
+    return True
 
 
 def _merged_data(segments: list[Segment], dead: list[np.ndarray]) -> SegmentData:
