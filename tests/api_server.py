@@ -92,7 +92,7 @@ def wait_for_job(base_url: str, job_id: str, headers: dict[str, str] | None = No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = requests.get(f"{base_url}/api/jobs/{job_id}", headers=headers, timeout=10).json()
-        if job["status"] in {"succeeded", "failed", "skipped"}:
+        if job["status"] in {"succeeded", "failed", "skipped", "cancelled"}:
             return job  # type: ignore[no-any-return]
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
