@@ -118,6 +118,9 @@ class LLMSettings(BaseModel):
     context_window: int = 4096
     threads: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 2, 8)))
     device: str = "cpu"
+    # transformers backend: weights and compute dtype ("auto": int8 weights where the CPU has native bf16,
+    # bfloat16 on CUDA, else float32).
+    dtype: Literal["auto", "int8", "bfloat16", "float16", "float32"] = "auto"
     temperature: float = 0.1
     top_p: float = 0.9
     top_k: int = 40

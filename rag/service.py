@@ -327,7 +327,7 @@ class RagService:
         from rag.llm import create_chat_model
 
         with self._chat_model_lock:
-            return create_chat_model(self.settings.llm, self.settings.home)
+            return create_chat_model(self.settings.llm, self.settings.home, self.settings.models_dir)
 
     def answer(self, kb: str | list[str], messages: list[ChatMessage], options: ChatOptions | None = None) -> Answer:
         """A grounded answer from ``kb`` (a list: several KBs, their rankings fused); ``options.filter`` narrows it."""

@@ -32,24 +32,27 @@ def models_dir(home: Path) -> Path:
     return home / "models"
 
 
-def create_chat_model(settings: LLMSettings, home: Path) -> ChatModel:
+def create_chat_model(settings: LLMSettings, home: Path, models: Path | None = None) -> ChatModel:
+    """The chat model of ``settings``; its files (the assembled bundled GGUF, converted weights) are cached
+    in ``models`` (the ``models_dir`` setting) or, when not given, in ``home``/models."""
+    folder = models if models is not None else models_dir(home)
     if settings.backend == "llamacpp":
-        return _llamacpp(settings, home)
+        return _llamacpp(settings, folder)
     if settings.backend == "transformers":
-        return _transformers(settings, home)
+        return _transformers(settings, folder)
     if settings.backend == "openai":
         return _openai(settings)
     raise ConfigError(f"unknown LLM backend {settings.backend!r}; use llamacpp, transformers or openai")
 
 
-def _llamacpp(settings: LLMSettings, home: Path) -> ChatModel:
+def _llamacpp(settings: LLMSettings, folder: Path) -> ChatModel:
     from rag.llm.llamacpp import shared_llamacpp_model
 
     common = {"context_window": settings.context_window, "threads": settings.threads}
     if settings.model == BUNDLED:
         # Keyed by name, not path: every RAG_HOME in the process shares the one loaded copy.
         return shared_llamacpp_model(
-            lambda: bundled_gguf_path(models_dir(home)), key=BUNDLED, name=BUNDLED_NAME, **common
+            lambda: bundled_gguf_path(folder), key=BUNDLED, name=BUNDLED_NAME, **common
         )
     path = Path(settings.model).expanduser()
     if settings.gguf_file:
@@ -59,20 +62,19 @@ def _llamacpp(settings: LLMSettings, home: Path) -> ChatModel:
     return shared_llamacpp_model(lambda: path, key=str(path.resolve()), **common)
 
 
-def _transformers(settings: LLMSettings, home: Path) -> ChatModel:
+def _transformers(settings: LLMSettings, folder: Path) -> ChatModel:
     from rag.llm.transformers_backend import shared_transformers_model
 
     common = {
         "device": settings.device,
         "threads": settings.threads,
         "context_window": settings.context_window,
-        "cache_dir": models_dir(home),
-        # "auto" | "int8" | "bfloat16" | "float32"; read only if the settings define it.
-        "dtype": getattr(settings, "dtype", "auto"),
+        "cache_dir": folder,
+        "dtype": settings.dtype,
     }
     if settings.model == BUNDLED:
         return shared_transformers_model(
-            lambda: (str(bundled_gguf_path(models_dir(home)).parent), BUNDLED_GGUF_NAME),
+            lambda: (str(bundled_gguf_path(folder).parent), BUNDLED_GGUF_NAME),
             key=BUNDLED, name=BUNDLED_NAME, **common,
         )
     model, gguf_file = settings.model, settings.gguf_file
