@@ -417,6 +417,12 @@ class RagClient:
         body = _search_body(query, top_k, mode, filter, options)
         return _parse(self._http.post(f"/api/kbs/{kb}/search", json=body), SearchResponse)
 
+    def search_many(self, kbs: Sequence[str], query: str, top_k: int | None = None, mode: str = "hybrid",
+                    filter: dict[str, Any] | None = None, **options: Any) -> SearchResponse:
+        """One ranking over several KBs (``POST /api/search``, fused by RRF); each hit names its ``kb``."""
+        body = _search_body(query, top_k, mode, filter, {"kbs": list(kbs), **options})
+        return _parse(self._http.post("/api/search", json=body), SearchResponse)
+
     def chat(self, kb: str, messages: str | Sequence[dict[str, str]], **options: Any) -> ChatResponse:
         """A grounded answer: a question, or a list of ``{"role", "content"}`` messages."""
         return _parse(self._http.post(f"/api/kbs/{kb}/chat", json=_chat_body(messages, False, options)),
@@ -505,6 +511,11 @@ class AsyncRagClient:
                      filter: dict[str, Any] | None = None, **options: Any) -> SearchResponse:
         body = _search_body(query, top_k, mode, filter, options)
         return _parse(await self._http.post(f"/api/kbs/{kb}/search", json=body), SearchResponse)
+
+    async def search_many(self, kbs: Sequence[str], query: str, top_k: int | None = None, mode: str = "hybrid",
+                          filter: dict[str, Any] | None = None, **options: Any) -> SearchResponse:
+        body = _search_body(query, top_k, mode, filter, {"kbs": list(kbs), **options})
+        return _parse(await self._http.post("/api/search", json=body), SearchResponse)
 
     async def chat(self, kb: str, messages: str | Sequence[dict[str, str]], **options: Any) -> ChatResponse:
         return _parse(await self._http.post(f"/api/kbs/{kb}/chat", json=_chat_body(messages, False, options)),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fastapi import Request
 
 from rag.api.errors import request_id_of
-from rag.api.schemas import CitationOut, FilterIn, GenerationFields, HitOut
+from rag.api.schemas import AnswerFields, CitationOut, FilterIn, GenerationFields, HitOut
 from rag.api.state import ApiState
 from rag.api.streaming import ThreadedIterator, sse
 from rag.errors import RagError
@@ -26,7 +26,7 @@ from rag.service import RagService
 from rag.types import Citation
 
 if TYPE_CHECKING:
-    from rag.service import ChatEvent
+    from rag.service import ChatEvent, ChatOptions
 
 log = logging.getLogger("rag.api")
 
@@ -59,6 +59,13 @@ def params_from(service: RagService, fields: GenerationFields | None = None, max
 
 def filter_of(body_filter: FilterIn | None) -> DocumentFilter | None:
     return body_filter.to_filter() if body_filter is not None else None
+
+
+def answer_options(service: RagService, body: AnswerFields, condense: bool = True) -> ChatOptions:
+    """The pipeline's options from what a request set (the rest: the configured defaults)."""
+    return service.chat_options(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
+                                params=params_from(service, body), condense=condense,
+                                evidence_quotes=body.evidence_quotes, filter=filter_of(body.filter))
 
 
 def citations_out(citations: list[Citation]) -> list[CitationOut]:

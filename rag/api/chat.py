@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from rag.api.answers import SSE_DOC, answer_stream, citations_out, event_json, filter_of, params_from
+from rag.api.answers import SSE_DOC, answer_options, answer_stream, citations_out, event_json
 from rag.api.auth import Principal, Role, requires
 from rag.api.bounds import check_conversation
 from rag.api.schemas import ChatRequest, ChatResponse, EvidenceOut, KBName
@@ -29,9 +29,7 @@ async def chat(kb: KBName, body: ChatRequest, request: Request, state: ApiState 
     for name in kbs:
         who.check(Role.reader, name)
     check_conversation([message.content for message in body.messages], state.settings.server)
-    options = service.chat_options(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
-                                   params=params_from(service, body), condense=body.condense,
-                                   evidence_quotes=body.evidence_quotes, filter=filter_of(body.filter))
+    options = answer_options(service, body, condense=body.condense)
     messages: list[Any] = [message.model_dump() for message in body.messages]
     target: str | list[str] = kb if len(kbs) == 1 else kbs
     started = time.perf_counter()

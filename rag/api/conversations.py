@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from rag.api.answers import SSE_DOC, answer_stream, citations_out, event_json, filter_of, params_from
+from rag.api.answers import SSE_DOC, answer_options, answer_stream, citations_out, event_json
 from rag.api.audit import record
 from rag.api.auth import ANONYMOUS_ADMIN, Principal, Role, requires
 from rag.api.bounds import check_question
@@ -124,9 +124,7 @@ async def post_message(conversation_id: str, body: ConversationMessage, request:
     conversation, _ = await run_in_threadpool(service.get_conversation, conversation_id, owner)
     _check_kbs(who, conversation.kbs)
     record(request, kb=conversation.kbs[0], conversation=conversation_id)
-    options = service.chat_options(top_k=body.top_k, relevance_threshold=body.relevance_threshold,
-                                   params=params_from(service, body), evidence_quotes=body.evidence_quotes,
-                                   filter=filter_of(body.filter))
+    options = answer_options(service, body)
     started = time.perf_counter()
     if not body.stream:
         answer, message_id = await run_in_threadpool(service.ask_in_conversation, conversation_id, owner,

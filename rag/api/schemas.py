@@ -240,15 +240,20 @@ class GenerationFields(Request):
     seed: int | None = None
 
 
-class ChatRequest(GenerationFields):
-    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+class AnswerFields(GenerationFields):
+    """What every grounded-answer request may set (the chat route, a conversation's message)."""
+
     stream: bool = False
     top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
     relevance_threshold: float | None = Field(default=None, ge=0, le=1)
-    condense: bool = Field(default=True, description="rewrite a follow-up as a standalone question")
     evidence_quotes: int | None = Field(default=None, ge=0, le=10,
                                         description="source sentences quoted after the answer (0: none)")
     filter: FilterIn | None = Field(default=None, description="answer only from the documents it matches")
+
+
+class ChatRequest(AnswerFields):
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    condense: bool = Field(default=True, description="rewrite a follow-up as a standalone question")
     kbs: KBNames | None = Field(default=None, max_length=MAX_KBS - 1,
                                description="more KBs to ask beside the path's, fused by RRF")
 
@@ -464,13 +469,8 @@ class ConversationDeleted(BaseModel):
     deleted: bool = True
 
 
-class ConversationMessage(GenerationFields):
+class ConversationMessage(AnswerFields):
     content: str = Field(min_length=1, description="the question (at most server.max_question_tokens tokens)")
-    stream: bool = False
-    top_k: int | None = Field(default=None, ge=1, le=50, description="passages to retrieve")
-    relevance_threshold: float | None = Field(default=None, ge=0, le=1)
-    evidence_quotes: int | None = Field(default=None, ge=0, le=10)
-    filter: FilterIn | None = Field(default=None, description="answer only from the documents it matches")
 
 
 class ConversationAnswer(ChatResponse):
