@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import uvicorn
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = [
 ]
 ANSWER_TIMEOUT_MS = 240_000
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+LOAD_EVENTS = 5  # webui/app.py: on_load, restore, documents, filter choices, document detail
 
 
 def free_port() -> int:
@@ -96,15 +98,29 @@ def open_ui(browser, url: str, locale: str = "en-US"):  # type: ignore[no-untype
 
     context.route("**/*", guard)
     page = context.new_page()
-    answered: list[str] = []
-    page.on("response", lambda r: answered.append(r.url) if "/gradio_api/run/predict" in r.url else None)
-    page.goto(url)
-    # The page's load event (browser language, fresh KB list) and then the document list: two calls.
-    deadline = time.monotonic() + 30
-    while len(answered) < 2 and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
-    assert len(answered) >= 2, "the UI's load events did not run"
+    goto_ui(page, url)
     return page, outside
+
+
+def goto_ui(page, url: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Load (``url``) or reload the page and wait for its load events: the browser language and a fresh KB
+    list, what the address reopens (conversation, document), the documents, the filter choices, the detail."""
+    answered: list[str] = []
+
+    def seen(response) -> None:  # type: ignore[no-untyped-def]
+        if "/gradio_api/run/predict" in response.url:
+            answered.append(response.url)
+
+    page.on("response", seen)
+    if url is None:
+        page.reload()
+    else:
+        page.goto(url)
+    deadline = time.monotonic() + 30
+    while len(answered) < LOAD_EVENTS and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    page.remove_listener("response", seen)
+    assert len(answered) >= LOAD_EVENTS, f"the UI's load events did not run ({len(answered)} of {LOAD_EVENTS})"
 
 
 def choose(page, elem_id: str, option: str) -> None:  # type: ignore[no-untyped-def]
@@ -245,4 +261,176 @@ def test_delete_a_document_and_see_it_gone(ui_server, browser) -> None:
     expect(table_cells(page, "documents-table", "vacation.txt")).to_have_count(1)
     assert [d.source for d in service.list_documents("scratch")] == ["vacation.txt"]
     assert all(hit.source != "chengdu.md" for hit in service.search("scratch", "Chengdu hot pot restaurant"))
+    assert outside == [], f"requests left localhost: {outside}"
+
+
+# -- conversations, feedback, document detail, filters (issue 16) ------------------------------------------
+
+OWNER = "local"  # the owner of the UI's conversations when it asks for no login (webui/conversations.py)
+POLICY_DOCS = {
+    "policy-2024.txt": "Vacation policy 2024. Every full-time employee receives 20 days of paid vacation per year.",
+    "policy-2025.txt": "Vacation policy 2025. Every full-time employee receives 25 days of paid vacation per year.",
+}
+SCREENSHOTS = os.environ.get("RAG_UI_SCREENSHOTS")  # a folder: the tests below also save the docs' screenshots
+
+
+def screenshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"screenshot-{name}.png"))
+
+
+@pytest.fixture(scope="module")
+def answered(ui_server) -> tuple[str, int, object]:  # type: ignore[no-untyped-def]
+    """A stored conversation in "travel" with one cited answer, asked through the service as the UI asks."""
+    _url, service, _docs = ui_server
+    conversation = service.create_conversation(OWNER, ["travel"])
+    answer, message_id = service.ask_in_conversation(
+        conversation.id, OWNER, "How much does a hot pot dinner for two at Shu Jiu Xiang cost?")
+    assert answer.grounded and answer.citations, answer
+    return conversation.id, message_id, answer
+
+
+def sidebar(page):  # type: ignore[no-untyped-def]
+    return page.locator("#conversation-list")
+
+
+def conversation_in_url(page) -> str:  # type: ignore[no-untyped-def]
+    return parse_qs(urlparse(page.url).query).get("conversation", [""])[0]
+
+
+def test_a_conversation_survives_a_reload_and_can_be_renamed_reopened_deleted(ui_server, browser) -> None:
+    url, service, _docs = ui_server
+    page, outside = open_ui(browser, url)
+    choose(page, "kb-select", "travel")
+    text, _ = ask(page, "How much does a double room at The Temple House cost per night?")
+    expect(page).to_have_url(re.compile(r"[?&]conversation=[0-9a-f]{32}"), timeout=15_000)
+    cid = conversation_in_url(page)
+    conversation, messages = service.get_conversation(cid, OWNER)
+    assert [m.role for m in messages] == ["user", "assistant"]  # stored through the service
+    assert conversation.title.startswith("How much does a double room") and conversation.kbs == ["travel"]
+    expect(sidebar(page)).to_contain_text("How much does a double room")
+    screenshot(page, "chat")
+
+    goto_ui(page)  # a reload: the address brings the conversation back
+    expect(bot_messages(page)).to_have_count(1, timeout=15_000)
+    assert last_answer(page).inner_text() == text
+    assert conversation_in_url(page) == cid
+    expect(sidebar(page).locator("input:checked")).to_have_count(1)
+    expect(page.locator("#kb-select input")).to_have_value("travel")
+
+    page.locator("#conversation-title").locator("input, textarea").first.fill("Temple House prices")
+    page.locator("#rename-conversation").click()
+    expect(page.locator("#conversation-status")).to_contain_text("Renamed")
+    expect(sidebar(page)).to_contain_text("Temple House prices")
+    assert service.get_conversation(cid, OWNER)[0].title == "Temple House prices"
+
+    page.locator("#clear-chat").click()  # a new conversation: empty chat, the old one stays listed
+    expect(bot_messages(page)).to_have_count(0)
+    expect(page).not_to_have_url(re.compile("conversation="))
+    sidebar(page).get_by_text("Temple House prices").click()
+    expect(bot_messages(page)).to_have_count(1)
+    expect(page).to_have_url(re.compile(f"conversation={cid}"))
+
+    page.locator("#delete-conversation").click()
+    expect(bot_messages(page)).to_have_count(0)
+    expect(sidebar(page)).not_to_contain_text("Temple House prices")
+    assert cid not in [c.id for c in service.list_conversations(OWNER)]
+    assert outside == [], f"requests left localhost: {outside}"
+
+
+def test_feedback_is_recorded_and_shown_to_the_admin(ui_server, browser, answered) -> None:
+    url, service, _docs = ui_server
+    cid, message_id, answer = answered
+    page, outside = open_ui(browser, f"{url}?conversation={cid}")
+    expect(bot_messages(page)).to_have_count(1, timeout=15_000)
+    # Gradio draws an answer's thumbs beside its message row, not inside it: the last pair is the last answer's.
+    page.locator("#chatbot").get_by_role("button", name="Dislike").last.click()
+    expect(page.locator("#feedback-status")).to_contain_text("recorded")
+    records = [r for r in service.feedback("travel") if r.message_id == message_id]
+    assert [r.rating for r in records] == ["down"]
+    page.locator("#feedback-comment").locator("textarea, input").first.fill("The price is per person, not for two")
+    page.locator("#send-feedback").click()
+    expect(page.locator("#feedback-status")).to_contain_text("Comment saved")
+    record = next(r for r in service.feedback("travel") if r.message_id == message_id)
+    assert (record.rating, record.comment) == ("down", "The price is per person, not for two")
+    assert record.question.startswith("How much does a hot pot dinner") and record.answer == answer.answer
+    assert record.sources and record.sources[0]["source"] == answer.citations[0].source
+
+    page.get_by_role("tab", name="Feedback").click()
+    card = page.locator(f"#feedback-list .rag-feedback[data-message-id='{message_id}']")
+    expect(card).to_contain_text("The price is per person, not for two")
+    expect(card).to_contain_text("How much does a hot pot dinner")
+    expect(card.locator(".rag-feedback-sources")).to_contain_text(answer.citations[0].source)
+    assert card.get_attribute("data-rating") == "down"
+    screenshot(page, "feedback")
+
+    goto_ui(page)  # the thumb given comes back with the conversation
+    expect(page.locator("#chatbot").get_by_role("button", name="Disliked")).to_have_count(1, timeout=15_000)
+    assert outside == [], f"requests left localhost: {outside}"
+
+
+def test_a_citation_opens_its_chunk_highlighted_in_its_document(ui_server, browser, answered) -> None:
+    url, service, _docs = ui_server
+    cid, _message_id, answer = answered
+    citation = answer.citations[0]
+    page, outside = open_ui(browser, f"{url}?conversation={cid}")
+    expect(bot_messages(page)).to_have_count(1, timeout=15_000)
+    source = last_answer(page).locator("details.rag-source").first
+    source.locator("summary").click()
+    with page.context.expect_page() as opened:
+        source.locator("a.rag-open-chunk").click()
+    detail = opened.value
+    goto_ui(detail, detail.url)  # a fresh page of the UI, opened on the document tab
+    expect(detail.get_by_role("tab", name="Document detail")).to_have_attribute("aria-selected", "true")
+    highlighted = detail.locator("#doc-chunks .rag-chunk-highlight")
+    expect(highlighted).to_have_count(1, timeout=15_000)
+    assert highlighted.get_attribute("data-chunk-id") == str(citation.chunk_id)
+    chunks = service.document_chunks("travel", citation.doc_id)
+    # the whole document is there, in order, the cited chunk among them
+    assert detail.locator("#doc-chunks .rag-chunk").count() == len(chunks)
+    orders = [int(o) for o in detail.locator("#doc-chunks .rag-chunk").evaluate_all(
+        "els => els.map(e => e.dataset.order)")]
+    assert orders == sorted(orders)
+    cited = next(c for c in chunks if c.id == citation.chunk_id)
+    assert highlighted.locator(".rag-chunk-text").inner_text().strip() == cited.text.strip()
+    expect(detail.locator("#doc-meta")).to_contain_text(citation.source)
+    expect(detail.locator("#doc-meta")).to_contain_text(service.get_document("travel", citation.doc_id).origin)
+    assert highlighted.is_visible()
+    screenshot(detail, "document")
+    assert outside == [], f"requests left localhost: {outside}"
+
+
+def test_a_tag_filter_changes_the_answers_sources(ui_server, browser) -> None:
+    url, service, docs = ui_server
+    folder = docs / "policies"
+    folder.mkdir(exist_ok=True)
+    for name, text in POLICY_DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    service.create_kb("policies")
+    service.ingest("policies", [folder])
+    by_source = {d.source: d.doc_id for d in service.list_documents("policies")}
+    service.set_tags("policies", by_source["policy-2024.txt"], ["2024"])
+
+    page, outside = open_ui(browser, url)
+    choose(page, "kb-select", "policies")
+    # the other document is tagged in the document detail view
+    page.get_by_role("tab", name="Document detail").click()
+    choose(page, "doc-detail-choice", "policy-2025.txt")
+    page.locator("#doc-tags").locator("input, textarea").first.fill("2025, policy")
+    page.locator("#save-tags").click()
+    expect(page.locator("#tags-result")).to_contain_text("Tags saved")
+    assert service.get_document("policies", by_source["policy-2025.txt"]).tags == ("2025", "policy")
+
+    page.get_by_role("tab", name="Chat").click()  # the filter's tag choices are read afresh
+    question = "How many days of paid vacation does a full-time employee receive per year?"
+    sources_seen = {}
+    for tag in ("2024", "2025"):
+        page.locator("#filter-tags input").click()
+        page.get_by_role("option", name=tag, exact=True).click()
+        page.keyboard.press("Escape")
+        ask(page, question)
+        summaries = last_answer(page).locator("details.rag-source summary").all_inner_texts()
+        sources_seen[tag] = {s.split("] ", 1)[1].strip() for s in summaries}
+        page.locator("#filter-tags [title='Clear']").click()  # for the next round
+    assert sources_seen == {"2024": {"policy-2024.txt"}, "2025": {"policy-2025.txt"}}, sources_seen
     assert outside == [], f"requests left localhost: {outside}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pandas as pd
 from rag.errors import InvalidInput, RagError
 from rag.jobs import JobRunner
 from rag.service import RagService
+from webui.conversations import owner_of
 from webui.i18n import Relabeler, t
 from webui.render import document_headers, document_rows, ingest_summary, job_headers, job_rows
 
@@ -63,18 +65,25 @@ class DocumentViews:
         active = any(job["status"] in {"queued", "running"} for job in jobs)
         return pd.DataFrame(job_rows(jobs, lang), columns=job_headers(lang)), active
 
-    def upload(self, kb: str | None, files: list[str] | None, lang: str, progress: Callable[..., Any]) -> str:
+    def upload(self, kb: str | None, files: list[str] | None, lang: str, progress: Callable[..., Any],
+               uploaded_by: str | None = None, tags: str = "") -> str:
+        """Store the files as uploads (origin ``upload``, originals kept, the KB's quota applied) and index them;
+        ``tags``: comma-separated, set on every file's document."""
         if not kb:
             raise InvalidInput(t(lang, "no_kb"))
         if not files:
             raise InvalidInput(t(lang, "no_files"))
         paths = [Path(f) for f in files]
+        tag_list = [tag.strip() for tag in (tags or "").split(",") if tag.strip()] or None
         progress((0, len(paths)), desc=t(lang, "indexing"))
 
         def report_progress(done: int, total: int, current: str) -> None:
             progress((done, total), desc=f"{t(lang, 'indexing')}: {current}")
 
-        report = self.service.ingest(kb, paths, progress=report_progress)
+        with ExitStack() as stack:
+            streams = [(path.name, stack.enter_context(path.open("rb"))) for path in paths]
+            report = self.service.upload(kb, streams, uploaded_by=uploaded_by, tags=tag_list,
+                                         progress=report_progress)
         audit("documents.upload", kb, files=len(paths), added=report.added, failed=len(report.failed))
         return ingest_summary(report, [p.name for p in paths], lang)
 
@@ -149,6 +158,11 @@ def build_documents_tab(
                 gr.File(label=t("en", "upload"), file_count="multiple", elem_id="upload-files", height=180),
                 label="upload",
             )
+            upload_tags = text.bind(
+                gr.Textbox(label=t("en", "upload_tags"), placeholder="policy, 2025", max_lines=1,
+                           elem_id="upload-tags"),
+                label="upload_tags",
+            )
             add = text.bind(gr.Button(t("en", "add"), variant="primary", elem_id="add-files"), value="add")
             upload_result = gr.Markdown(elem_id="upload-result")
             with text.bind(
@@ -195,7 +209,7 @@ def build_documents_tab(
                     interactive=False,
                     wrap=True,
                     elem_id="documents-table",
-                    column_widths=["30%", "11%", "8%", "8%", "9%", "14%", "20%"],
+                    column_widths=["22%", "10%", "6%", "6%", "7%", "12%", "13%", "9%", "15%"],
                 ),
                 label="documents",
             )
@@ -247,10 +261,12 @@ def build_documents_tab(
         return run
 
     def upload(
-        kb_name: str | None, paths: list[str] | None, language: str, progress: gr.Progress = gr.Progress()
+        kb_name: str | None, paths: list[str] | None, tags: str, language: str, request: gr.Request,
+        progress: gr.Progress = gr.Progress(),
     ) -> tuple[str, Any]:
         try:
-            return views.upload(kb_name, paths, language, progress), None  # None empties the file picker
+            # None empties the file picker
+            return views.upload(kb_name, paths, language, progress, owner_of(request), tags), None
         except Exception as exc:
             if not isinstance(exc, RagError):
                 log.exception("upload failed")
@@ -274,7 +290,7 @@ def build_documents_tab(
         frame, active = views.job_table(kb_name, language)
         return frame, gr.Timer(active=active)
 
-    add.click(upload, inputs=[kb, files, lang], outputs=[upload_result, files]).then(**refresh_docs)
+    add.click(upload, inputs=[kb, files, upload_tags, lang], outputs=[upload_result, files]).then(**refresh_docs)
     delete.click(
         guarded(views.delete_document), inputs=[kb, delete_choice, lang], outputs=delete_result
     ).then(**refresh_docs)

@@ -71,6 +71,7 @@ TEXT: dict[str, dict[Lang, str]] = {
         "en": "Drop files here (PDF, Word, PowerPoint, Excel, Markdown, HTML, text …)",
         "zh": "将文件拖到这里（PDF、Word、PowerPoint、Excel、Markdown、HTML、文本 …）",
     },
+    "upload_tags": {"en": "Tags for these files (optional, comma-separated)", "zh": "这些文件的标签（可选，逗号分隔）"},
     "add": {"en": "Add to knowledge base", "zh": "添加到知识库"},
     "indexing": {"en": "Indexing", "zh": "正在索引"},
     "no_files": {"en": "Choose one or more files first.", "zh": "请先选择一个或多个文件。"},
@@ -88,6 +89,8 @@ TEXT: dict[str, dict[Lang, str]] = {
     "col_format": {"en": "Format", "zh": "格式"},
     "col_size": {"en": "Size", "zh": "大小"},
     "col_updated": {"en": "Updated", "zh": "更新时间"},
+    "col_origin": {"en": "Origin", "zh": "来源方式"},
+    "col_tags": {"en": "Tags", "zh": "标签"},
     "col_error": {"en": "Error", "zh": "错误"},
     "refresh": {"en": "Refresh", "zh": "刷新"},
     "delete_doc": {"en": "Document to delete", "zh": "要删除的文档"},
@@ -131,6 +134,74 @@ TEXT: dict[str, dict[Lang, str]] = {
     "col_progress": {"en": "Progress", "zh": "进度"},
     "col_started": {"en": "Started", "zh": "开始时间"},
     "col_result": {"en": "Result", "zh": "结果"},
+    # conversations sidebar and feedback
+    "conversations_title": {"en": "### Conversations", "zh": "### 对话记录"},
+    "conversations": {"en": "Your conversations", "zh": "你的对话"},
+    "untitled": {"en": "(untitled)", "zh": "（无标题）"},
+    "conversation_title": {"en": "Title", "zh": "标题"},
+    "rename": {"en": "Rename", "zh": "重命名"},
+    "delete_conversation": {"en": "Delete", "zh": "删除"},
+    "no_conversation": {"en": "Open or start a conversation first.", "zh": "请先打开或开始一个对话。"},
+    "renamed": {"en": "Renamed.", "zh": "已重命名。"},
+    "conversation_deleted": {"en": "Conversation deleted.", "zh": "对话已删除。"},
+    "open_in_document": {"en": "Open in document ↗", "zh": "在文档中查看 ↗"},
+    "not_rateable": {
+        "en": "Only a stored answer can be rated (this one failed).",
+        "zh": "只能评价已保存的回答（这个回答失败了）。",
+    },
+    "rated_up": {
+        "en": "👍 Thanks, recorded. Add a comment below if you like.",
+        "zh": "👍 谢谢，已记录。可以在下面补充意见。",
+    },
+    "rated_down": {
+        "en": "👎 Thanks, recorded. What was wrong? Add a comment below if you like.",
+        "zh": "👎 谢谢，已记录。哪里不对？可以在下面补充意见。",
+    },
+    "rating_kept": {
+        "en": "The rating already given stays recorded; click 👍 or 👎 to change it.",
+        "zh": "已给出的评价仍然保留；点击 👍 或 👎 可以更改。",
+    },
+    "rate_first": {"en": "Rate an answer with 👍 or 👎 first.", "zh": "请先用 👍 或 👎 评价一个回答。"},
+    "comment_saved": {"en": "Comment saved.", "zh": "意见已保存。"},
+    "feedback_comment": {"en": "Comment on your rating (optional)", "zh": "对评价的补充意见（可选）"},
+    "send_feedback": {"en": "Save comment", "zh": "保存意见"},
+    # filters
+    "filter_title": {"en": "🔎 Narrow the search", "zh": "🔎 缩小检索范围"},
+    "filter_tags": {"en": "Only documents tagged", "zh": "仅限带这些标签的文档"},
+    "filter_tags_info": {"en": "A document must carry every tag chosen.", "zh": "文档须带有所选的全部标签。"},
+    "filter_formats": {"en": "Only these formats", "zh": "仅限这些格式"},
+    "filter_source": {"en": "Only sources matching (glob)", "zh": "仅限匹配的来源路径（通配符）"},
+    "extra_kbs": {"en": "Also ask these knowledge bases", "zh": "同时检索这些知识库"},
+    "extra_kbs_info": {
+        "en": "Their passages are ranked together with the selected knowledge base's.",
+        "zh": "它们的段落与所选知识库的段落一起排序。",
+    },
+    # document detail
+    "tab_document": {"en": "🔍 Document detail", "zh": "🔍 文档详情"},
+    "document": {"en": "Document", "zh": "文档"},
+    "choose_document": {"en": "Choose a document to see its chunks.", "zh": "选择一个文档以查看其分块。"},
+    "doc_title": {"en": "Title", "zh": "标题"},
+    "doc_origin": {"en": "Origin", "zh": "来源方式"},
+    "doc_tags": {"en": "Tags", "zh": "标签"},
+    "doc_tags_edit": {"en": "Tags (comma-separated)", "zh": "标签（逗号分隔）"},
+    "save_tags": {"en": "Save tags", "zh": "保存标签"},
+    "tags_saved": {"en": "Tags saved.", "zh": "标签已保存。"},
+    "chunks_title": {"en": "### Chunks, in order", "zh": "### 分块（按顺序）"},
+    "more_chunks": {"en": "… and {n} more chunks not shown.", "zh": "… 另有 {n} 个分块未显示。"},
+    # feedback (admin)
+    "tab_feedback": {"en": "👍 Feedback", "zh": "👍 反馈"},
+    "feedback_title": {
+        "en": "### Recent feedback on answers\nEvery rated answer, newest first, with its question, sources and "
+        "comment. Export them for `rag eval` with `rag feedback export --kb NAME FILE.jsonl`.",
+        "zh": "### 最近的回答反馈\n所有被评价的回答（最新在前），附问题、来源和意见。"
+        "用 `rag feedback export --kb NAME FILE.jsonl` 导出后可交给 `rag eval`。",
+    },
+    "feedback_rating": {"en": "Rating", "zh": "评价"},
+    "rating_all": {"en": "all", "zh": "全部"},
+    "rating_up": {"en": "👍 helpful", "zh": "👍 有帮助"},
+    "rating_down": {"en": "👎 wrong or unhelpful", "zh": "👎 有误或无帮助"},
+    "no_feedback": {"en": "No feedback yet.", "zh": "还没有反馈。"},
+    "answer": {"en": "Answer", "zh": "回答"},
 }
 
 STATUS_TEXT: dict[str, dict[Lang, str]] = {

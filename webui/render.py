@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from rag.indexing import IngestReport
 from rag.store.catalog import DocumentInfo
@@ -37,16 +38,34 @@ def _html_lines(text: str) -> str:
     return "<br>".join(lines)
 
 
-def sources_html(citations: Sequence[Citation], lang: str) -> str:
-    """One collapsible <details> per citation, numbered like the [n] markers in the answer."""
+def chunk_link(kb: str, doc_id: str, chunk_id: int | None) -> str:
+    """The UI's own address of a document's detail view, scrolled to ``chunk_id`` (relative to /ui/)."""
+    query = {"kb": kb, "doc": doc_id}
+    if chunk_id is not None:
+        query["chunk"] = str(chunk_id)
+    return "?" + urlencode(query)
+
+
+def sources_html(citations: Sequence[Citation], lang: str, kb: str | None = None) -> str:
+    """One collapsible <details> per citation, numbered like the [n] markers in the answer.
+
+    With ``kb``, each source also links to its chunk in the document detail view (a new page of this UI).
+    """
     items = []
     for citation in citations:
         label = html.escape(source_label(citation.source, citation.page, lang))
+        source_kb = getattr(citation, "kb", None) or kb
+        link = (
+            f'<a class="rag-open-chunk" href="{html.escape(chunk_link(source_kb, citation.doc_id, citation.chunk_id))}"'
+            f' target="_blank" rel="noopener">{html.escape(t(lang, "open_in_document"))}</a>'
+            if source_kb
+            else ""
+        )
         items.append(
             f'<details class="rag-source" data-n="{citation.n}">'
             f"<summary><b>[{citation.n}]</b> {label}</summary>"
             f'<blockquote class="rag-snippet" style="{SNIPPET_STYLE}">{_html_lines(citation.text)}</blockquote>'
-            "</details>"
+            f"{link}</details>"
         )
     return f'<div class="rag-sources"><b>{html.escape(t(lang, "sources"))}</b>' + "".join(items) + "</div>"
 
@@ -55,9 +74,11 @@ def not_covered_html(lang: str) -> str:
     return f'<div class="rag-not-covered">📭 <i>{html.escape(t(lang, "not_covered"))}</i></div>'
 
 
-def assistant_message(text: str, citations: Sequence[Citation], grounded: bool, lang: str) -> str:
+def assistant_message(
+    text: str, citations: Sequence[Citation], grounded: bool, lang: str, kb: str | None = None
+) -> str:
     """The assistant's turn as shown in the chat: the answer, then its sources or the not-covered notice."""
-    footer = sources_html(citations, lang) if grounded and citations else not_covered_html(lang)
+    footer = sources_html(citations, lang, kb) if grounded and citations else not_covered_html(lang)
     return f"{plain_markdown(text.strip())}\n\n{footer}"
 
 
@@ -75,7 +96,8 @@ def local_time(timestamp: float | None) -> str:
 
 
 def document_headers(lang: str) -> list[str]:
-    keys = ["col_document", "col_status", "col_chunks", "col_format", "col_size", "col_updated", "col_error"]
+    keys = ["col_document", "col_status", "col_chunks", "col_format", "col_size", "col_updated", "col_origin",
+            "col_tags", "col_error"]
     return [t(lang, key) for key in keys]
 
 
@@ -88,6 +110,8 @@ def document_rows(documents: Sequence[DocumentInfo], lang: str) -> list[list[Any
             doc.format,
             human_size(doc.size),
             local_time(doc.updated_at),
+            doc.origin,
+            ", ".join(doc.tags),
             doc.error or (f"⚠️ {doc.note}" if doc.note else ""),
         ]
         for doc in sorted(documents, key=lambda d: d.source.lower())

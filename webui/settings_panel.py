@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from rag.chat import ChatOptions, generation_params
 from rag.config import Settings
+from rag.filters import DocumentFilter
 from rag.llm.base import GenerationParams
+from rag.service import RagService
 from webui.i18n import Relabeler, t
+
+if TYPE_CHECKING:
+    from rag.chat import ChatOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,7 @@ def build_settings_panel(defaults: SettingsDefaults, text: Relabeler, lang: str 
 
 
 def chat_options(
-    base: GenerationParams,
+    service: RagService,
     top_k: float,
     custom_fusion: bool,
     bm25_weight: float,
@@ -154,8 +158,10 @@ def chat_options(
     threshold: float,
     temperature: float,
     max_tokens: float,
+    filter: DocumentFilter | None = None,
 ) -> ChatOptions:
-    """The panel's values (in SettingsPanel.inputs order) as the answer pipeline's options."""
+    """The panel's values (in SettingsPanel.inputs order), and a filter, as the answer pipeline's options."""
+    base = service.generation_defaults()
     params = GenerationParams(
         temperature=float(temperature),
         top_p=base.top_p,
@@ -163,14 +169,11 @@ def chat_options(
         max_tokens=int(max_tokens),
         repetition_penalty=base.repetition_penalty,
     )
-    return ChatOptions(
+    return service.chat_options(
         top_k=int(top_k),
         relevance_threshold=float(threshold),
         bm25_weight=float(bm25_weight) if custom_fusion else None,
         dense_weight=float(dense_weight) if custom_fusion else None,
         params=params,
+        filter=filter,
     )
-
-
-def base_generation_params(service: Any) -> GenerationParams:
-    return generation_params(service, None)
