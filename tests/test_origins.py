@@ -20,7 +20,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     root = tmp_path_factory.mktemp("origins")
     (root / "shares").mkdir()
     running = start_server(root / "home", env={"RAG_SERVER__SYNC_ROOTS": json.dumps([str(root / "shares")]),
-                                               "RAG_SERVER__MAX_KB_MB": str(QUOTA_MB)})
+                                               "RAG_SERVER__MAX_KB_MB": str(QUOTA_MB)}, timeout=400)
     try:
         yield running
     finally:

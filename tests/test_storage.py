@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from rag.backup import export_kb, import_kb
 from rag.config import load_settings
 from rag.errors import InvalidInput, KBExists
 from rag.service import RagService
+from rag.store.jobs import JobStore
 from tests.conftest import SAMPLE_DOCS
 
 FILES = {name.rsplit("/", 1)[-1]: text for name, text in SAMPLE_DOCS.items()} | {
@@ -85,13 +87,24 @@ def test_gc_removes_stray_uploads_and_folders_of_deleted_kbs(service: RagService
     orphan = rag_home / "uploads" / "deleted-kb" / "old.txt"
     orphan.parent.mkdir(parents=True)
     orphan.write_text("left behind", encoding="utf-8")
+    waiting = rag_home / "uploads" / "strays" / "queued.md"  # stored for a job that has not run yet
+    waiting.write_text("# queued", encoding="utf-8")
     old = 1_000_000_000.0  # past the grace period: nothing new is touched
-    for path in (stray, orphan, orphan.parent):
+    for path in (stray, orphan, orphan.parent, waiting):
         os.utime(path, (old, old))
+    jobs = JobStore(service.catalog)
+    jobs.create("queued-job", "ingest", "strays", payload={"files": [[str(waiting), "queued.md"]]})
+    for job_id, age_days in (("ancient", 40), ("recent", 1)):
+        jobs.create(job_id, "ingest", "strays")
+        jobs.finish(job_id, "succeeded", {"added": 1})
+        service.catalog.db.execute("UPDATE jobs SET finished_at=? WHERE job_id=?",
+                                   (time.time() - age_days * 86400, job_id))
     report = service.collect_garbage()
-    assert not stray.exists() and not orphan.parent.exists()
+    assert not stray.exists() and not orphan.parent.exists() and waiting.exists()
     assert (report.upload_files_removed, report.upload_folders_removed) == (1, 1)
-    assert len([p for p in (rag_home / "uploads" / "strays").rglob("*") if p.is_file()]) == len(FILES)
+    assert report.jobs_purged == 1  # older than jobs.keep_days (30)
+    assert jobs.get("ancient") is None and jobs.get("recent") is not None and jobs.get("queued-job") is not None
+    assert len([p for p in (rag_home / "uploads" / "strays").rglob("*") if p.is_file()]) == len(FILES) + 1
 
 
 def test_export_import_round_trip_with_chinese_names(service: RagService, tmp_path: Path) -> None:
