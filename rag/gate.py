@@ -17,7 +17,7 @@ documents plainly answer the question even when the model declines (rag/answer_c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,3 +102,94 @@ def judge(hit: Hit, attainable: float, thresholds: GateThresholds) -> Relevance:
     passes = share >= thresholds.bm25_share or margin >= 0
     strong = share >= thresholds.strong_bm25_share or margin >= thresholds.strong_similarity_margin
     return Relevance(round(share, 4), similarity, round(margin, 4), passes, passes and strong)
+
+
+# Calibration: thresholds that separate answerable from unanswerable questions (benchmarks/bench_cross_language.py).
+
+@dataclass(frozen=True, slots=True)
+class GateSample:
+    """One question's retrieved hits as the gate sees them: (BM25 share, cosine per space) per hit."""
+
+    answerable: bool
+    hits: tuple[tuple[float, Mapping[str, float]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GateCalibration:
+    bm25_share: float
+    similarity: dict[str, float]  # per threshold group: "model" (same language), "model@*" (across languages)
+    false_declines: float  # answerable questions no hit of which passes
+    false_answers: float  # unanswerable questions some hit of which passes
+
+    def settings_thresholds(self, languages: Iterable[str] = ("en", "zh")) -> dict[str, float]:
+        """The groups as ``retrieval.min_similarity_by_model`` keys ("usem3@*" → "usem3@en", "usem3@zh")."""
+        keys: dict[str, float] = {}
+        for group, value in self.similarity.items():
+            if group.endswith("@*"):
+                keys.update({f"{group[:-2]}@{language}": value for language in languages})
+            else:
+                keys[group] = value
+        return keys
+
+
+def threshold_group(space: str) -> str:
+    """Same-language spaces are keyed by model; spaces reached across languages share "model@*"."""
+    model, _, language = space.partition("@")
+    return f"{model}@*" if language else model
+
+
+def _best_per_group(sample: GateSample) -> tuple[float, dict[str, float]]:
+    share = max((h[0] for h in sample.hits), default=0.0)
+    best: dict[str, float] = {}
+    for _, cosines in sample.hits:
+        for space, cosine in cosines.items():
+            group = threshold_group(space)
+            best[group] = max(best.get(group, -1.0), cosine)
+    return share, best
+
+
+def gate_rates(samples: Sequence[GateSample], share: float, similarity: Mapping[str, float]) -> tuple[float, float]:
+    """(false declines among answerable, false answers among unanswerable) of the gate alone."""
+
+    def passes(sample: GateSample) -> bool:
+        best_share, best = _best_per_group(sample)
+        return best_share >= share or any(cosine >= similarity.get(g, 1.0) for g, cosine in best.items())
+
+    answerable = [passes(s) for s in samples if s.answerable]
+    unanswerable = [passes(s) for s in samples if not s.answerable]
+    fd = round(1 - sum(answerable) / len(answerable), 4) if answerable else 0.0
+    fa = round(sum(unanswerable) / len(unanswerable), 4) if unanswerable else 0.0
+    return fd, fa
+
+
+def calibrate(samples: Sequence[GateSample], decline_cost: float = 2.0) -> GateCalibration:
+    """Grid search over the BM25 share and one cosine per threshold group.
+
+    Minimises ``decline_cost`` × false declines + false answers (a false decline is final; a question let
+    through still meets the model's own decline and the support check); of equally good choices, the
+    median on each axis, so the thresholds sit between the two groups rather than on an edge.
+    """
+    if not samples:
+        raise ValueError("no samples to calibrate the gate on")
+    shares = np.round(np.arange(0.2, 0.95, 0.05), 3)
+    cosines = np.round(np.arange(0.15, 0.675, 0.025), 3)
+    bests = [_best_per_group(s) for s in samples]
+    groups = sorted({g for _, best in bests for g in best})
+    answerable = np.array([s.answerable for s in samples])
+    share_pass = np.array([[b[0] >= t for b in bests] for t in shares])  # (shares, samples)
+    group_pass = [np.array([[b[1].get(g, -1.0) >= t for b in bests] for t in cosines]) for g in groups]
+    # passes[i_share, i_g1, i_g2, ..., sample]
+    passes = share_pass.reshape(len(shares), *([1] * len(groups)), len(samples))
+    for axis, table in enumerate(group_pass):
+        shape = [1] * (len(groups) + 2)
+        shape[axis + 1], shape[-1] = len(cosines), len(samples)
+        passes = passes | table.reshape(shape)
+    n_yes, n_no = max(int(answerable.sum()), 1), max(int((~answerable).sum()), 1)
+    false_declines = (~passes & answerable).sum(axis=-1) / n_yes
+    false_answers = (passes & ~answerable).sum(axis=-1) / n_no
+    cost = decline_cost * false_declines + false_answers
+    optimal = np.argwhere(np.isclose(cost, cost.min()))
+    median = [int(np.sort(optimal[:, axis])[len(optimal) // 2]) for axis in range(optimal.shape[1])]
+    similarity = {g: float(cosines[median[i + 1]]) for i, g in enumerate(groups)}
+    fd, fa = gate_rates(samples, float(shares[median[0]]), similarity)
+    return GateCalibration(float(shares[median[0]]), similarity, fd, fa)

@@ -71,3 +71,32 @@ def test_the_default_settings_are_the_calibrated_ones() -> None:
     settings = RetrievalSettings()
     assert 0 < settings.min_bm25_share < settings.strong_bm25_share <= 1
     assert {"minilm", "usem3"} <= set(settings.min_similarity_by_model)
+
+
+def test_calibration_separates_answerable_from_unanswerable_per_threshold_group() -> None:
+    from rag.gate import GateSample, calibrate, gate_rates, threshold_group
+
+    assert threshold_group("usem3@en") == "usem3@*" and threshold_group("minilm") == "minilm"
+    answerable = [GateSample(True, ((0.9, {"minilm": 0.30}),)), GateSample(True, ((0.1, {"minilm": 0.55}),)),
+                  GateSample(True, ((0.0, {"usem3@en": 0.28}),)), GateSample(True, ((0.0, {"usem3@zh": 0.33}),))]
+    unanswerable = [GateSample(False, ((0.3, {"minilm": 0.25}),)), GateSample(False, ((0.0, {"usem3@en": 0.16}),)),
+                    GateSample(False, ((0.2, {"usem3": 0.2}),))]
+    choice = calibrate(answerable + unanswerable)
+    assert (choice.false_declines, choice.false_answers) == (0.0, 0.0)
+    assert 0.3 < choice.bm25_share <= 0.9
+    assert 0.16 < choice.similarity["usem3@*"] <= 0.28 and 0.3 < choice.similarity["minilm"] <= 0.55
+    # Across languages the model's cosines run lower: one threshold for both directions, its own.
+    keys = choice.settings_thresholds()
+    assert keys["usem3@en"] == keys["usem3@zh"] == choice.similarity["usem3@*"]
+    assert gate_rates(answerable + unanswerable, 0.95, {"minilm": 0.6, "usem3@*": 0.6}) == (1.0, 0.0)
+
+
+def test_the_language_switch_fit_keeps_same_language_questions_home() -> None:
+    from rag.retrieve.language_switch import SwitchSample, fit
+
+    samples = [SwitchSample(-0.2, 0.9, False), SwitchSample(0.0, 0.7, False), SwitchSample(-0.1, 0.35, False),
+               SwitchSample(-0.1, 0.1, True), SwitchSample(0.1, 0.2, True), SwitchSample(-0.05, 0.4, True)]
+    result = fit(samples)
+    assert (result.false_switches, result.missed) == (0, 0) and result.margin > 0
+    evidence = [s.similarity_gap - result.bm25_weight * s.bm25_share for s in samples]
+    assert all((e > result.threshold) == s.cross_language for e, s in zip(evidence, samples, strict=True))

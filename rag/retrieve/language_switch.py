@@ -17,6 +17,7 @@ language's chunks rank first. Both numbers are fitted on benchmarks/data/qa (doc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -57,3 +58,47 @@ def switch_order(fused: list[tuple[int, float]], target_ids: set[int]) -> list[t
     first = [item for item in fused if item[0] in target_ids]
     rest = [item for item in fused if item[0] not in target_ids]
     return first + rest
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchSample:
+    """One answerable question: its switch features and whether its gold document is in the other language."""
+
+    similarity_gap: float
+    bm25_share: float
+    cross_language: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchFit:
+    bm25_weight: float
+    threshold: float
+    margin: float  # distance of the closest sample to the boundary, in (gap, share) units
+    false_switches: int  # same-language questions switched
+    missed: int  # cross-language questions not switched
+
+
+def fit(samples: list[SwitchSample], false_switch_cost: float = 2.0) -> SwitchFit:
+    """The (bm25_weight, threshold) that separates the samples best: fewest errors (a false switch, which
+    loses a same-language answer, costs ``false_switch_cost``), then the widest margin; the threshold
+    sits midway between the closest samples on either side."""
+    if not any(s.cross_language for s in samples) or all(s.cross_language for s in samples):
+        raise ValueError("fitting the switch needs same-language and cross-language questions")
+    best: tuple[float, float, SwitchFit] | None = None
+    for step in range(41):
+        weight = round(0.05 * step, 2)
+        evidence = sorted((s.similarity_gap - weight * s.bm25_share, s.cross_language) for s in samples)
+        values = [e for e, _ in evidence]
+        for left, right in zip(values, values[1:], strict=False):
+            if right == left:
+                continue
+            threshold = (left + right) / 2
+            false_switches = sum(1 for e, cross in evidence if e > threshold and not cross)
+            missed = sum(1 for e, cross in evidence if e <= threshold and cross)
+            cost = false_switch_cost * false_switches + missed
+            margin = (right - left) / 2 / math.sqrt(1 + weight * weight)
+            candidate = SwitchFit(weight, round(threshold, 4), round(margin, 4), false_switches, missed)
+            if best is None or (cost, -margin) < (best[0], best[1]):
+                best = (cost, -margin, candidate)
+    assert best is not None
+    return best[2]
