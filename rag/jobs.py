@@ -216,11 +216,11 @@ class JobRunner:
             return  # cancelled while queued, or its KB deleted: its row says so (or is gone)
 
         def progress(done: int, total: int, current: str) -> None:
+            self.store.update(job_id, done=done, total=total)
             if self._interrupt.is_set():
                 raise _Interrupted
             if job_id in self._cancelled or self.store.cancel_requested(job_id):
                 raise JobCancelled(f"cancelled after {done} of {total} files; what was committed before stays")
-            self.store.update(job_id, done=done, total=total)
 
         try:
             result = item.work(progress)

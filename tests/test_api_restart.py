@@ -24,12 +24,13 @@ def test_a_killed_servers_ingest_resumes_after_restart_without_duplicates(tmp_pa
     home = tmp_path / "home"
     server = start_server(home, env=FAST_COMMITS)
     try:
+        server.wait_ready()
         base = server.base_url
         assert requests.post(f"{base}/api/kbs", json={"name": "survey"}, timeout=30).status_code == 201
         files = [("files", (name, io.BytesIO(body))) for name, body in note_files("survey", FILES)]
         job_id = requests.post(f"{base}/api/kbs/survey/documents", files=files, timeout=120).json()["job_id"]
         wait_until(lambda: committed_documents(home, "survey") >= 5, "the ingest never committed 5 files",
-                   timeout=120, every=0.02)
+                   timeout=300, every=0.02)
     finally:
         server.stop(kill=True)  # SIGKILL: no chance to clean up
     before = committed_documents(home, "survey")

@@ -17,7 +17,7 @@ from rag.api.auth import Principal
 from rag.api.state import ApiState
 from rag.errors import InvalidInput
 from rag.indexing import IngestReport
-from rag.jobs import JobFunction, Progress
+from rag.jobs import JobCancelled, JobFunction, Progress
 from rag.store.jobs import JobRecord
 
 INGEST, SYNC = "ingest", "sync"
@@ -32,6 +32,10 @@ def _timed(state: ApiState, kind: str, kb: str, run: Callable[[Progress], Ingest
         started = time.perf_counter()
         try:
             report = run(progress)
+        except JobCancelled:
+            metrics.jobs.labels(kind, "cancelled").inc()
+            audit_job(f"{kind}.job", key, kb, job.get("id", "-"), "cancelled")
+            raise
         except Exception as exc:
             metrics.jobs.labels(kind, "failed").inc()
             audit_job(f"{kind}.job", key, kb, job.get("id", "-"), "failed", error=type(exc).__name__)

@@ -12,6 +12,10 @@ from rag.store.catalog import KBInfo
 
 router = APIRouter(prefix="/api/kbs", tags=["knowledge bases"])
 
+# A KB without a running job is removed in milliseconds, one with a running job once that job reaches its
+# next file: mostly well within this; past it the DELETE answers anyway and the removal goes on.
+DELETE_WAIT_S = 2.0
+
 
 def kb_out(info: KBInfo) -> KBOut:
     return KBOut(name=info.name, description=info.description, documents=info.documents, chunks=info.chunks,
@@ -41,6 +45,8 @@ def delete_kb(kb: KBName, state: ApiState = Depends(api_state),
               _: Principal = Depends(requires(Role.admin))) -> KBDeleted:
     """Immediate: from now on the KB is gone from the list and refused (409 `kb_deleting` until its data is
     removed in the background, then 404); its queued and running jobs are cancelled (a running one stops at
-    its next file). A new KB of the same name can be created once the removal ends, and starts empty."""
+    its next file). A new KB of the same name can be created once the removal ends, and starts empty.
+    The answer waits up to DELETE_WAIT_S for the removal, so usually the KB is already fully gone."""
     state.service.delete_kb(kb, wait=False)
+    state.service.deletions.join(kb, DELETE_WAIT_S)
     return KBDeleted(name=kb)
