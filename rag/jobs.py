@@ -138,7 +138,9 @@ class JobRunner:
                      and (job.heartbeat_at is None or job.heartbeat_at < stale_before or _gone(job.owner))]
         failed: list[str] = []
         for job in abandoned:
-            if job.payload is None:
+            if job.cancel_requested:  # cancelled while its process was down: nothing to resume
+                self.store.finish(job.job_id, "cancelled", error="cancelled; its process had stopped")
+            elif job.payload is None:
                 failed.append(job.job_id)
             elif job.kind in self._resumers and not self._stopped.is_set():
                 self._resume(job)
@@ -212,8 +214,9 @@ class JobRunner:
 
     def _run(self, item: _Queued) -> None:
         job_id = item.job_id
-        if not self.store.start(job_id):
-            return  # cancelled while queued, or its KB deleted: its row says so (or is gone)
+        if not self.store.start(job_id):  # cancelled while queued, or its KB deleted (its row is gone)
+            self.store.finish(job_id, "cancelled", error="cancelled before it started")
+            return
 
         def progress(done: int, total: int, current: str) -> None:
             self.store.update(job_id, done=done, total=total)

@@ -299,3 +299,19 @@ def test_the_documents_tab_cancels_the_running_job(service: Any) -> None:
             views.cancel_job("ui", "en")  # nothing left to cancel
     finally:
         runner.shutdown(wait=True)
+
+
+def test_a_job_cancelled_while_its_process_was_down_ends_cancelled_not_resumed(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    store = JobStore(catalog)
+    store.create("orphan", "ingest", "kb", owner=_dead_owner(), payload={"files": []})
+    store.update("orphan", status="running")
+    store.request_cancel("orphan")  # e.g. POST .../cancel answered by another server process
+    runner = JobRunner(catalog)
+    runner.register_resumer("ingest", lambda job: _steps(2, []))
+    try:
+        runner.recover_interrupted()
+        job = runner.record("orphan")
+        assert job.status == "cancelled" and job.finished_at is not None
+    finally:
+        runner.shutdown(wait=True)
