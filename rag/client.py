@@ -55,7 +55,7 @@ Progress = Callable[[int, int], None]
 #: A file to upload: a path, or ``(name, bytes)``, or ``(name, binary file object)``.
 UploadFile = str | Path | tuple[str, bytes] | tuple[str, IO[bytes]]
 
-_FINISHED = {"succeeded", "failed", "skipped"}
+_FINISHED = {"succeeded", "failed", "skipped", "cancelled"}
 
 
 class RagApiError(Exception):
