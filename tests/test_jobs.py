@@ -315,3 +315,19 @@ def test_a_job_cancelled_while_its_process_was_down_ends_cancelled_not_resumed(t
         assert job.status == "cancelled" and job.finished_at is not None
     finally:
         runner.shutdown(wait=True)
+
+
+def test_rag_gc_keeps_the_stored_uploads_of_an_unfinished_job_until_it_ends(service: Any) -> None:
+    import io
+
+    from rag.gc import collect
+
+    service.create_kb("gckb")
+    [(path, _source)] = service.store_uploads("gckb", [("queued.txt", io.BytesIO(b"an upload waiting for its job"))])
+    service.job_store.create("waiting", "ingest", "gckb", payload={"files": [[str(path), "queued.txt"]]})
+    much_later = time.time() + 30 * 24 * 3600  # past every grace period
+    collect(service.catalog, service.settings, now=much_later)
+    assert path.exists()  # its job has not run yet
+    service.job_store.finish("waiting", "cancelled", error="cancelled before it started")
+    report = collect(service.catalog, service.settings, now=much_later)
+    assert not path.exists() and report.upload_files_removed == 1  # no job and no document names it now
