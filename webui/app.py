@@ -22,7 +22,7 @@ from rag.service import RagService  # noqa: E402
 from webui.chat_tab import ConversationViews, build_chat_tab  # noqa: E402
 from webui.document_view import SCROLL_JS, build_document_tab  # noqa: E402
 from webui.documents_tab import build_documents_tab, kb_choices  # noqa: E402
-from webui.feedback_tab import build_feedback_tab  # noqa: E402
+from webui.feedback_tab import build_feedback_tab, rating_choices  # noqa: E402
 from webui.filters import filter_choices  # noqa: E402
 from webui.i18n import BROWSER_LANGUAGE_JS, LANGUAGE_CHOICES, Relabeler, normalize_lang, t  # noqa: E402
 
@@ -201,7 +201,10 @@ def build_ui(service: RagService, job_runner: JobRunner | None = None) -> gr.Blo
             inputs=[kb, lang],
             outputs=documents.jobs_table,
             queue=False,
-        ).then(conversations.sidebar, inputs=[chat.conversation_id, lang], outputs=chat.sidebar, queue=False)
+        ).then(conversations.sidebar, inputs=[chat.conversation_id, lang], outputs=chat.sidebar, queue=False).then(
+            lambda language: gr.update(choices=rating_choices(language)), inputs=lang, outputs=feedback.rating,
+            queue=False,
+        )
     return blocks
 
 

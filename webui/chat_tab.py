@@ -302,9 +302,11 @@ def build_chat_tab(service: RagService, kb: gr.Dropdown, lang: gr.Dropdown, text
     sidebar.input(views.open, inputs=[sidebar, lang], outputs=closed_outputs, queue=False).then(
         None, inputs=conversation_id, js=SET_URL_JS, queue=False
     )
-    new.click(views.closed, inputs=lang, outputs=closed_outputs, queue=False).then(
-        None, inputs=conversation_id, js=SET_URL_JS, queue=False
-    )
+    # The chat window's own trash button too: it closes the conversation (kept in the sidebar), as "New" does.
+    for start_new in (new.click, chatbot.clear):
+        start_new(views.closed, inputs=lang, outputs=closed_outputs, queue=False).then(
+            None, inputs=conversation_id, js=SET_URL_JS, queue=False
+        )
     # A conversation asks the KBs it was started with: choosing others starts a new one.
     for chosen in (kb.input, filters.extra_kbs.input):
         chosen(views.closed, inputs=lang, outputs=closed_outputs, queue=False).then(
