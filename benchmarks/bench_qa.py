@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 QA_DIR = ROOT / "benchmarks" / "data" / "qa"
@@ -48,6 +49,29 @@ class ReplayModel:
         return len(text) // 3 + 1
 
 
+def _record(r: Any) -> dict[str, Any]:
+    return {"id": r.question.id, "category": r.question.category, "question": r.question.question,
+            "model_text": r.model_text, "answer": r.answer, "model_correct": r.model_correct, "correct": r.correct,
+            "declined": r.declined, "model_declined": r.model_declined, "passed_gate": r.passed_gate,
+            "fallback": r.fallback, "supported": r.supported, "right_doc_first": r.right_doc_first,
+            "seconds": r.seconds, "features": r.features}
+
+
+def _recorded(details: Path) -> dict[str, dict[str, Any]]:
+    if not details.exists():
+        return {}
+    records = [json.loads(line) for line in details.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {record["id"]: record for record in records}
+
+
+def _from_record(question: Any, record: dict[str, Any]) -> Any:
+    from rag.qa import QAResult
+
+    return QAResult(question, record["right_doc_first"], record.get("passed_gate", not record["declined"]),
+                    record["model_text"], record["answer"], record["declined"], record.get("model_declined", False),
+                    record["fallback"], record["supported"], record.get("seconds", 0.0), record.get("features", {}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=Path, default=QA_DIR / "questions.jsonl")
@@ -58,6 +82,8 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="fit the gate on odd ids, check on even ids")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--details", type=Path, help="write every question's result here (JSON lines)")
+    parser.add_argument("--resume", action="store_true", help="keep the questions the --details file already "
+                        "holds (an earlier, stopped run) and answer the rest, appending to it")
     parser.add_argument("--replay", type=Path, help="a --details file: answer with the model texts it recorded "
                         "(no LLM), to measure the support check, fallback and gate on the same model outputs")
     args = parser.parse_args()
@@ -77,7 +103,20 @@ def main() -> None:
         ingest_s = time.perf_counter() - started
         if args.replay:
             service.__dict__["chat_model"] = ReplayModel(args.replay)  # the cached_property's slot
-        results = run_questions(service, args.kb, questions, generate=not args.retrieval_only)
+        done = _recorded(args.details) if args.resume and args.details else {}
+        results = []
+        log = args.details.open("a" if args.resume else "w", encoding="utf-8") if args.details else None
+        for question in questions:  # one at a time: a stopped run keeps what it measured (--resume goes on)
+            if question.id in done:
+                results.append(_from_record(question, done[question.id]))
+                continue
+            result = run_questions(service, args.kb, [question], generate=not args.retrieval_only)[0]
+            results.append(result)
+            if log is not None:
+                log.write(json.dumps(_record(result), ensure_ascii=False) + "\n")
+                log.flush()
+        if log is not None:
+            log.close()
         service.catalog.close()
     summary = summarise(results)
     summary["ingest_s"] = round(ingest_s, 1)
@@ -95,14 +134,6 @@ def main() -> None:
                                   "tune": {"questions": len(odd), "false_declines": choice.false_declines,
                                            "false_answers": choice.false_answers},
                                   "check": {"questions": len(even), "false_declines": fd, "false_answers": fa}}
-    if args.details:
-        with args.details.open("w", encoding="utf-8") as out:
-            for r in results:
-                out.write(json.dumps({"id": r.question.id, "category": r.question.category, "question": r.question.question,
-                                      "model_text": r.model_text, "answer": r.answer, "model_correct": r.model_correct,
-                                      "correct": r.correct, "declined": r.declined, "fallback": r.fallback,
-                                      "supported": r.supported, "right_doc_first": r.right_doc_first,
-                                      "features": r.features}, ensure_ascii=False) + "\n")
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
         return

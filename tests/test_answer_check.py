@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer_check import SupportChecker, answer_sentences, best_sentences, han_number, numbers
+from rag.answer_check import (
+    SupportChecker,
+    answer_sentences,
+    best_sentences,
+    han_number,
+    numbers,
+    question_coverage,
+)
 from rag.gate import term_scorer
 from rag.retrieve.tokenize import default_tokenizer
 from rag.store.bm25_index import BM25Index
@@ -107,3 +114,30 @@ def test_only_the_cited_source_counts() -> None:
 ])
 def test_best_sentence_for_the_question(question: str, expected: str) -> None:
     assert best_sentences(question, [HANDBOOK], limit=1)[0][1].startswith(expected)
+
+
+VACATION = ("Vacation policy. Every full-time employee receives 25 days of paid vacation per calendar year. "
+            "Unused vacation days can be carried over until March 31 of the following year.\n\n"
+            "Sick leave is separate from vacation and requires a doctor's note after three consecutive days.")
+
+
+def test_a_follow_ups_words_that_point_back_are_not_its_subject() -> None:
+    # After "How many days of paid vacation …?", the follow-up's "ones" is the vacation days: the answer
+    # was once left out as "off the question" ("ones" weighed as a word no source sentence holds).
+    question = "Until when can the unused ones be carried over?"
+    assert check([VACATION], question, "Until March 31 of the following year. [1]") == [(True, "")]
+    assert question_coverage(question, [VACATION], best_sentences(question, [VACATION], limit=1)[0][1]) >= 0.5
+
+
+def test_a_chinese_question_in_other_characters_than_its_answer() -> None:
+    # CMRC trial: 体重 / 公斤重 and 用 / 以 — a question character the passage never writes is weak evidence.
+    kangaroo = ("尤金袋鼠最初是于1628年船难的生还者在西澳发现的，是欧洲人最早有纪录的袋鼠发现。"
+                "尤金袋鼠共有三个亚种：尤金袋鼠很细小，约只有8公斤重，适合饲养。"
+                "尤金袋鼠的奶中有一种物质，称为AGG01，有可能是一种神奇药及青霉素的改良。")
+    assert check([kangaroo], "尤金袋鼠的体重大约是多少？", "尤金袋鼠约只有8公斤重。[1]") == [(True, "")]
+    assert check([kangaroo], "尤金袋鼠的体重大约是多少？", "尤金袋鼠约只有9公斤重。[1]") == [(False, "number 9")]
+    game = ("基于《跑跑卡丁车》与《泡泡堂》上所开发的游戏，由韩国Nexon开发与发行。"
+            "玩家以水枪、小枪、锤子或是水炸弹泡封敌人(玩家或NPC)，即为一泡封，将水泡击破为一踢爆。"
+            "每次泡封会减少生命数，生命数耗完即算为踢爆。")
+    answer = "玩家以水枪、小枪、锤子或是水炸弹泡封敌人(玩家或NPC)。[1]"
+    assert check([game], "玩家用什么泡封敌人？", answer) == [(True, "")]

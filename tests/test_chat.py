@@ -76,6 +76,23 @@ def test_follow_up_is_condensed_before_retrieval(sample_kb) -> None:  # type: ig
     assert any("Temple House" in hit.text for hit in prepared.sources), prepared.search_query
 
 
+def test_a_follow_up_about_the_previous_answer_is_answered_from_its_source(sample_kb) -> None:  # type: ignore[no-untyped-def]
+    # Was declined with no sources: the model said "Until March 31 of the following year. [1]" and the support
+    # check took the follow-up's "ones" for a subject word its source never holds (tests/test_answer_check.py).
+    service, kb, _ = sample_kb
+    question = "How many days of paid vacation does a full-time employee get?"
+    first = answer_question(service, kb, [{"role": "user", "content": question}], SHORT)
+    assert first.grounded and "25" in first.answer
+    follow_up = answer_question(service, kb, [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": first.answer},
+        {"role": "user", "content": "Until when can the unused ones be carried over?"},
+    ], SHORT)
+    assert follow_up.grounded, (follow_up.search_query, follow_up.generated, follow_up.answer)
+    assert "handbook/vacation.txt" in {c.source for c in follow_up.citations}
+    assert "March 31" in follow_up.answer, follow_up.answer
+
+
 def test_rag_ask_json(sample_kb) -> None:  # type: ignore[no-untyped-def]
     service, kb, _ = sample_kb
     env = {**os.environ, "RAG_HOME": str(service.settings.home), "RAG_LLM__MAX_TOKENS": "48"}
