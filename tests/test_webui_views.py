@@ -51,3 +51,20 @@ def test_feedback_cards_show_the_rating_question_answer_comment_and_sources() ->
     assert "wrong &lt;price&gt;" in html and "How much?" in html and "260 yuan" in html
     assert "chengdu.md" in html and "chunk=4" in html
     assert "No feedback yet" in feedback_html([], "en")
+
+
+def test_a_ui_upload_is_stored_as_an_upload_with_its_tags_and_gradios_copy_removed(service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rag.jobs import JobRunner
+    from webui.documents_tab import DocumentViews
+
+    gradio_copy = tmp_path / "gradio" / "0f3a" / "leave.txt"  # as Gradio keeps an uploaded file
+    gradio_copy.parent.mkdir(parents=True)
+    gradio_copy.write_text("Every employee receives 25 days of paid vacation per year.", encoding="utf-8")
+    service.create_kb("hr")
+    views = DocumentViews(service, JobRunner(service.catalog))
+    summary = views.upload("hr", [str(gradio_copy)], "en", lambda *a, **k: None, "alice", "policy, 2025")
+    assert "✅ `leave.txt`" in summary
+    [doc] = service.list_documents("hr")
+    assert (doc.source, doc.origin, doc.uploaded_by, doc.tags) == ("leave.txt", "upload", "alice", ("policy", "2025"))
+    assert service.document_original("hr", doc.doc_id).read_text(encoding="utf-8").startswith("Every employee")
+    assert not gradio_copy.exists() and not gradio_copy.parent.exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,15 @@ def error_md(lang: str, exc: Exception) -> str:
 
 def kb_choices(service: RagService) -> list[str]:
     return [kb.name for kb in service.list_kbs()]
+
+
+def remove_gradio_copies(paths: list[Path]) -> None:
+    """Delete Gradio's copies of uploaded files (GRADIO_TEMP_DIR/<hash>/NAME, kept forever otherwise) once
+    the service has stored its own (RAG_HOME/uploads/KB), and their folders when left empty."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        with suppress(OSError):
+            path.parent.rmdir()
 
 
 @dataclass
@@ -80,10 +89,13 @@ class DocumentViews:
         def report_progress(done: int, total: int, current: str) -> None:
             progress((done, total), desc=f"{t(lang, 'indexing')}: {current}")
 
-        with ExitStack() as stack:
-            streams = [(path.name, stack.enter_context(path.open("rb"))) for path in paths]
-            report = self.service.upload(kb, streams, uploaded_by=uploaded_by, tags=tag_list,
-                                         progress=report_progress)
+        try:
+            with ExitStack() as stack:
+                streams = [(path.name, stack.enter_context(path.open("rb"))) for path in paths]
+                report = self.service.upload(kb, streams, uploaded_by=uploaded_by, tags=tag_list,
+                                             progress=report_progress)
+        finally:
+            remove_gradio_copies(paths)
         audit("documents.upload", kb, files=len(paths), added=report.added, failed=len(report.failed))
         return ingest_summary(report, [p.name for p in paths], lang)
 
