@@ -37,10 +37,11 @@ def test_a_killed_servers_ingest_resumes_after_restart_without_duplicates(tmp_pa
     assert 0 < before < FILES, f"kill landed at {before} committed documents; the test needs a partial ingest"
 
     started = time.monotonic()
-    restarted = start_server(home, env=FAST_COMMITS)
+    # The resumed run uses the default batching (one embedding batch, one commit): it must show the skipping.
+    restarted = start_server(home, env={"RAG_LLM__BACKEND": FAST_COMMITS["RAG_LLM__BACKEND"]})
     try:
         base = restarted.base_url
-        job = wait_until(lambda: _finished(base, job_id), "the resumed job never ended", timeout=180)
+        job = wait_until(lambda: _finished(base, job_id), "the resumed job never ended", timeout=600)
         seconds = time.monotonic() - started
         assert job["status"] == "succeeded", job
         result = job["result"]
