@@ -72,7 +72,7 @@ def run(documents: int, keep: int | None) -> dict[str, Any]:
         result["after_delete"] = figures(service, "bench")
         result["gc"] = service.collect_garbage().to_json()
         result["after_gc"] = figures(service, "bench")
-        service.catalog.db.execute("VACUUM")
+        service.collect_garbage(vacuum=True)
         result["after_gc_vacuum"] = figures(service, "bench")
         service.catalog.close()
         return result

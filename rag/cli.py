@@ -137,9 +137,11 @@ def kb_import(file: Annotated[Path, typer.Argument(help="An archive written by `
 
 
 @app.command()
-def gc(as_json: JsonFlag = False) -> None:
+def gc(as_json: JsonFlag = False,
+       vacuum: Annotated[bool, typer.Option("--vacuum", help="Also rewrite the catalog file so that it shrinks "
+                                            "(briefly blocks every writer).")] = False) -> None:
     """Drop cached embeddings no chunk uses, purge old job records, remove stray upload files."""
-    report = service().collect_garbage()
+    report = service().collect_garbage(vacuum=vacuum)
     if as_json:
         print_json(report.to_json())
         return

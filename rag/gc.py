@@ -23,6 +23,9 @@ from rag.store.catalog import Catalog
 
 GRACE_S = 120.0
 MB = 1024 * 1024
+# `rag gc` merges a KB's index into one segment when at least this share of its indexed rows are deleted
+# ones (the background merge only rewrites a segment alone when more than half of it is deleted).
+COMPACT_DEAD_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,9 @@ class GCReport:
     upload_bytes_freed: int = 0
     upload_folders_removed: int = 0  # of KBs that no longer exist
     staging_files_removed: int = 0
+    indexes_compacted: int = 0
+    catalog_file_bytes: int = 0  # after the collection (and the VACUUM, when asked)
+    vacuumed: bool = False
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -137,16 +143,62 @@ def _purge_jobs(catalog: Catalog, keep_days: float) -> int:
     return JobStore(catalog).purge_finished(keep_days * 86400)
 
 
-def collect(catalog: Catalog, settings: Settings, now: float | None = None) -> GCReport:
-    """One full collection (``rag gc``)."""
+def compact_indexes(index: object, catalog: Catalog) -> int:
+    """Merge the local index of each KB with ``COMPACT_DEAD_SHARE`` or more deleted rows; how many were."""
+    from rag.store.local import LocalBackend
+
+    if not isinstance(index, LocalBackend):
+        return 0  # another backend compacts by itself
+    compacted = 0
+    for kb in catalog.list_kbs():
+        manifest = index.files(kb.name).latest() if index.files(kb.name).root.exists() else None
+        rows = sum(entry.rows for entry in manifest.segments) if manifest else 0
+        dead = sum(entry.dead for entry in manifest.segments) if manifest else 0
+        if rows and dead / rows >= COMPACT_DEAD_SHARE:
+            index.optimize(kb.name)
+            _drop_previous_generation(index, kb.name)
+            compacted += 1
+    return compacted
+
+
+def _drop_previous_generation(index: Any, kb: str) -> None:
+    """After a compaction, drop the previous generation's manifest and the segments only it named.
+
+    Commits keep the previous manifest for readers that looked up the generation just before a commit
+    flipped it; under the KB's writer lock (no commit can flip it now) every reader loads the committed
+    one, so the merged-away segments can go now instead of at the next commit. Skipped while busy."""
+    from rag.store.writer import WriterBusy
+
+    try:
+        with index.writer(kb, wait=False) as writer:
+            files = writer.files
+            committed = writer.generation - 1
+            with files.merge_lock.hold(wait=False) as free, files.manifest_lock.hold():
+                if free:
+                    files.remove_unreferenced(committed, committed)
+    except WriterBusy:
+        return
+
+
+def collect(catalog: Catalog, settings: Settings, now: float | None = None, index: object = None,
+            vacuum: bool = False) -> GCReport:
+    """One full collection (``rag gc``); ``index``: the service's index backend, whose local indexes with
+    many deleted rows are merged. ``vacuum``: rewrite the catalog file afterwards so that it shrinks
+    (SQLite otherwise keeps freed pages for reuse); it briefly blocks every writer of every KB."""
     started = time.perf_counter()
     now = time.time() if now is None else now
     report = GCReport()
+    if index is not None:
+        report.indexes_compacted = compact_indexes(index, catalog)
     report.embeddings_dropped = catalog.drop_unused_embeddings(settings.store.unused_embeddings_kept)
     report.unused_embeddings_kept = catalog.unused_embedding_count()
     report.embeddings_left = catalog.embedding_count()
     report.jobs_purged = _purge_jobs(catalog, settings.jobs.keep_days)
     _collect_uploads(catalog, settings.home / "uploads", now, report)
+    if vacuum:
+        catalog.vacuum()
+        report.vacuumed = True
+    report.catalog_file_bytes = catalog.file_bytes()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -218,11 +218,12 @@ class RagService:
         if self.settings.server.max_kb_mb is not None:
             check_quota(self.kb_storage(kb), incoming_bytes, self.settings.server.max_kb_mb, kb)
 
-    def collect_garbage(self) -> GCReport:
-        """``rag gc``: unused embeddings, old job records, stray upload files (rag/gc.py)."""
+    def collect_garbage(self, vacuum: bool = False) -> GCReport:
+        """``rag gc``: unused embeddings, old job records, stray upload files, indexes with many deleted
+        rows; with ``vacuum`` the catalog file is rewritten to shrink (rag/gc.py)."""
         from rag.gc import collect
 
-        return collect(self.catalog, self.settings)
+        return collect(self.catalog, self.settings, index=self.index, vacuum=vacuum)
 
     def list_documents(self, kb: str, origin: str | None = None) -> list[DocumentInfo]:
         self.get_kb(kb)

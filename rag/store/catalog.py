@@ -522,6 +522,16 @@ class Catalog:
             (kb,)).fetchone()
         return int(row[0])
 
+    def vacuum(self) -> None:
+        """Rewrite the catalog file without its free pages (``rag gc --vacuum``), and truncate the WAL."""
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def file_bytes(self) -> int:
+        """Bytes of the catalog file and its write-ahead log."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
     def embedding_count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
 
