@@ -94,3 +94,25 @@ def test_raw_openai_stream_ends_with_done_and_plain_llm_model(server: RunningSer
     assert events[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
     assert "sources" not in events[-1]  # a plain model id chats without retrieval
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events).strip()
+
+
+def test_a_filter_changes_the_sources_of_chat_and_of_the_openai_endpoint(server: RunningServer) -> None:
+    import openai
+
+    body = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 24, "temperature": 0, "stream": True,
+            "filter": {"source": "travel/*"}}
+    with requests.post(f"{server.base_url}/api/kbs/handbook/chat", json=body, stream=True, timeout=300) as response:
+        events = [json.loads(p) for p in sse_payloads(response)[:-1]]
+    # The vacation policy is not among the documents searched: the answer cannot come from it.
+    assert all(hit["source"].startswith("travel/") for hit in events[0]["sources"])
+    assert all(c["source"].startswith("travel/") for c in events[-1]["citations"])
+
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused")
+    completion = client.chat.completions.create(
+        model="kb:handbook", messages=[{"role": "user", "content": QUESTION}], max_tokens=24, temperature=0,
+        extra_body={"filter": {"source": "handbook/*", "format": "txt"}})
+    sources = completion.model_extra["sources"]
+    assert sources and {source["source"] for source in sources} == {"handbook/vacation.txt"}
+    bad = requests.post(f"{server.base_url}/api/kbs/handbook/chat",
+                        json={**body, "filter": {"modified_after": "soon"}}, timeout=30)
+    assert bad.status_code == 422 and "filter.modified_after" in bad.json()["error"]["message"]

@@ -3,6 +3,7 @@ matches 1% of a KB's documents still returns a full top-k; several KBs fuse into
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 
@@ -23,42 +24,36 @@ def auth(who: str) -> dict[str, str]:
 
 
 def _rare_text() -> str:
-    sections = []
-    for year in range(2015, 2023):
-        sections.append(f"In {year} the archived printing project had a small budget. " + " ".join(
-            f"Item {n} of {year}: paper, toner and binding were bought for the archive." for n in range(40)))
-    return "\n\n".join(sections)
+    return "\n\n".join(f"In {year} the archived printing project had a small budget. " + " ".join(
+        f"Item {n} of {year}: paper, toner and binding were bought for the archive." for n in range(15))
+        for year in range(2015, 2022))
+
+
+def upload(base: str, kb: str, files: dict[str, str]) -> None:
+    parts = [("files", (name, io.BytesIO(text.encode()))) for name, text in files.items()]
+    uploaded = requests.post(f"{base}/api/kbs/{kb}/documents?wait=true", files=parts, headers=auth("admin"),
+                             timeout=600)
+    assert uploaded.status_code == 201, uploaded.text
+    assert not uploaded.json()["failed"], uploaded.text
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, float]]:
-    from rag.config import load_settings
-    from rag.service import RagService
-
-    root = tmp_path_factory.mktemp("filters")
-    common, rare, other = root / "common", root / "rare", root / "other"
-    for i in range(COMMON):
-        path = common / "reports" / f"report-{i:03}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# Quarterly budget report {i}\n\nThe quarterly budget report of team {i} covers travel, "
-                        f"equipment and training for quarter {i % 4 + 1}.\n", encoding="utf-8")
-    (rare / "archive").mkdir(parents=True)
-    (rare / RARE).write_text(_rare_text(), encoding="utf-8")
-    other.mkdir()
-    (other / "plan.md").write_text("# Budget plan\n\nThe second KB's quarterly budget report for travel.\n",
-                                   encoding="utf-8")
-    (other / "menu.md").write_text("# Canteen\n\nThe canteen serves noodles on Mondays.\n", encoding="utf-8")
-    service = RagService(load_settings(home=root / "home"))
-    service.create_kb("corpus")
-    service.ingest("corpus", [common])
+    # No answers are generated here: an OpenAI-compatible LLM that is never called spares loading the local one.
+    env = {"RAG_API_KEYS": RAG_API_KEYS, "RAG_LLM__BACKEND": "openai", "RAG_LLM__BASE_URL": "http://127.0.0.1:9/v1"}
+    running = start_server(tmp_path_factory.mktemp("filters") / "home", env, timeout=300)
+    base = running.base_url
+    for kb in ("corpus", "second"):
+        assert requests.post(f"{base}/api/kbs", json={"name": kb}, headers=auth("admin"), timeout=30).status_code == 201
+    upload(base, "corpus", {f"reports/report-{i:03}.md": f"# Quarterly budget report {i}\n\nThe quarterly budget "
+                            f"report of team {i} covers travel, equipment and training for quarter {i % 4 + 1}.\n"
+                            for i in range(COMMON)})
     time.sleep(1.1)
     boundary = time.time()  # the rare document is indexed after this instant, the others before
     time.sleep(0.1)
-    service.ingest("corpus", [rare])
-    service.create_kb("second")
-    service.ingest("second", [other])
-    service.catalog.close()
-    running = start_server(root / "home", {"RAG_API_KEYS": RAG_API_KEYS})
+    upload(base, "corpus", {RARE: _rare_text()})
+    upload(base, "second", {"plan.md": "# Budget plan\n\nThe second KB's quarterly budget report for travel.\n",
+                            "menu.md": "# Canteen\n\nThe canteen serves noodles on Mondays.\n"})
     yield running, boundary
     running.stop()
 
@@ -149,3 +144,31 @@ def test_single_kb_hits_keep_the_contract_shape(server: tuple[RunningServer, flo
     hits = search(running, {}).json()["hits"]
     assert all(set(hit) <= {"chunk_id", "doc_id", "source", "page", "text", "score", "heading"} for hit in hits)
     assert all("kb" not in hit for hit in hits)
+
+
+def test_tags_set_with_patch_narrow_the_search(server: tuple[RunningServer, float]) -> None:
+    running, _ = server
+    base = running.base_url
+    documents = requests.get(f"{base}/api/kbs/corpus/documents", headers=auth("admin"), timeout=30).json()["documents"]
+    by_source = {doc["source"]: doc["doc_id"] for doc in documents}
+    tagged = {"reports/report-010.md": ["finance"], "reports/report-020.md": ["finance", "2025"],
+              "reports/report-030.md": ["finance"]}
+    for source, tags in tagged.items():
+        patched = requests.patch(f"{base}/api/kbs/corpus/documents/{by_source[source]}", json={"tags": tags},
+                                 headers=auth("admin"), timeout=30)
+        assert patched.status_code == 200, patched.text
+    assert sorted(sources(search(running, {"filter": {"tags": ["finance"]}}))) == sorted(tagged)
+    assert sources(search(running, {"filter": {"tags": ["finance", "2025"]}})) == ["reports/report-020.md"]
+    assert sources(search(running, {"filter": {"tags": ["finance"], "source": "*-03?.md"}})) == ["reports/report-030.md"]
+    assert sources(search(running, {"filter": {"tags": ["unknown"]}})) == []
+
+
+def test_the_python_client_searches_several_kbs_with_a_filter(server: tuple[RunningServer, float]) -> None:
+    from rag.client import RagClient
+
+    running, _ = server
+    with RagClient(running.base_url, api_key=KEYS["admin"]) as client:
+        found = client.search_many(["corpus", "second"], QUERY, top_k=3, filter={"source": "*plan*"})
+        assert [(hit.kb, hit.source) for hit in found.hits] == [("second", "plan.md")]
+        narrowed = client.search("corpus", QUERY, top_k=TOP_K, filter={"format": "txt"})
+        assert [hit.source for hit in narrowed.hits] == [RARE] * TOP_K

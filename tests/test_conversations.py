@@ -25,6 +25,8 @@ RAG_API_KEYS = ";".join([f"{KEYS['admin']}:admin::ops", f"{KEYS['alice']}:reader
 RAG = str(Path(sys.executable).with_name("rag"))
 VACATION = ("Vacation policy. Every full-time employee receives 25 days of paid vacation per calendar year. "
             "Unused vacation days can be carried over until March 31 of the following year.")
+CHENGDU = ("Chengdu travel notes. We stayed at The Temple House, a luxury hotel next to the Daci Temple. "
+           "A double room costs 1,800 yuan per night.")
 
 
 def auth(who: str) -> dict[str, str]:
@@ -114,6 +116,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     uploaded = requests.post(f"{base}/api/kbs/handbook/documents?wait=true", files=files, headers=auth("admin"),
                              timeout=300)
     assert uploaded.status_code == 201, uploaded.text
+    assert requests.post(f"{base}/api/kbs", json={"name": "travel"}, headers=auth("admin"), timeout=30).status_code == 201
+    files = [("files", ("trips/chengdu.md", io.BytesIO(CHENGDU.encode())))]
+    uploaded = requests.post(f"{base}/api/kbs/travel/documents?wait=true", files=files, headers=auth("admin"),
+                             timeout=300)
+    assert uploaded.status_code == 201, uploaded.text
     yield running
     running.stop()
 
@@ -190,7 +197,8 @@ def test_conversation_routes_owners_and_feedback(server: RunningServer) -> None:
 
 def test_bad_conversation_requests_are_clear_4xx(server: RunningServer) -> None:
     base = server.base_url
-    cases = [({"kbs": []}, 422), ({"kbs": ["a", "b"]}, 422), ({"kbs": ["nope"]}, 404), ({"title": "x"}, 422)]
+    cases = [({"kbs": []}, 422), ({"kbs": [f"kb{i}" for i in range(17)]}, 422), ({"kbs": ["handbook", "b"]}, 404),
+             ({"kbs": ["nope"]}, 404), ({"title": "x"}, 422)]
     for body, status in cases:
         response = requests.post(f"{base}/api/conversations", json=body, headers=auth("alice"), timeout=30)
         assert response.status_code == status, (body, response.text)
@@ -237,3 +245,75 @@ def test_asking_in_a_conversation_streams_stores_and_follows_up(server: RunningS
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant", "user", "assistant"]
     assert detail["messages"][1]["id"] == done["message_id"] and detail["messages"][1]["content"] == done["answer"]
     assert detail["title"] == body["content"]
+
+
+def completion(base: str, who: str, **body: object) -> requests.Response:
+    question = "How many days of paid vacation does an employee get, and what does a double room cost?"
+    payload = {"model": "kb:handbook+travel", "messages": [{"role": "user", "content": question}], "max_tokens": 24,
+               "temperature": 0, **body}
+    return requests.post(f"{base}/v1/chat/completions", json=payload, headers=auth(who), timeout=600)
+
+
+def test_v1_refuses_bad_conversation_ids_before_answering(server: RunningServer) -> None:
+    base = server.base_url
+    cid = requests.post(f"{base}/api/conversations", json={"kbs": ["handbook", "travel"]}, headers=auth("alice"),
+                        timeout=30).json()["id"]
+    stranger = completion(base, "bob", conversation_id=cid)  # alice's conversation: bob cannot write to it
+    assert stranger.status_code == 404 and stranger.json()["error"]["code"] == "conversation_not_found"
+    limited = completion(base, "other", conversation_id=cid)  # a key for other KBs: 403 naming a KB it cannot read
+    assert limited.status_code == 403 and "'handbook'" in limited.json()["error"]["message"]
+    plain = completion(base, "alice", model="some-llm", conversation_id=cid)
+    assert plain.status_code == 422 and "conversation_id" in plain.json()["error"]["message"]
+    filtered_plain = completion(base, "alice", model="some-llm", filter={"source": "*"})
+    assert filtered_plain.status_code == 422
+    bad_filter = completion(base, "alice", filter={"colour": "red"})
+    assert bad_filter.status_code == 422 and "filter.colour" in bad_filter.json()["error"]["message"]
+    empty = completion(base, "alice", model="kb:handbook+")
+    assert empty.status_code == 422
+    assert requests.get(f"{base}/api/conversations/{cid}", headers=auth("alice"), timeout=30).json()["messages"] == []
+
+
+@pytest.mark.slow
+def test_v1_over_two_kbs_records_the_exchange_in_the_callers_conversation(server: RunningServer) -> None:
+    """Stateless /v1 (the client sends the history) with the conversation_id extension: the exchange is stored."""
+    base = server.base_url
+    server.wait_ready(headers=auth("admin"))
+    cid = requests.post(f"{base}/api/conversations", json={"kbs": ["handbook", "travel"]}, headers=auth("alice"),
+                        timeout=30).json()["id"]
+    response = completion(base, "alice", conversation_id=cid)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["message_id"], int)
+    assert {source["kb"] for source in body["sources"]} <= {"handbook", "travel"} and body["sources"]
+    detail = requests.get(f"{base}/api/conversations/{cid}", headers=auth("alice"), timeout=30).json()
+    user, assistant = detail["messages"]
+    assert user["role"] == "user" and user["content"].startswith("How many days of paid vacation")
+    assert assistant["id"] == body["message_id"]
+    assert assistant["content"].strip() == body["choices"][0]["message"]["content"]
+    assert [c["source"] for c in assistant["citations"]] == [s["source"] for s in body["sources"]]
+    # Feedback works on it like on any answer of the conversation.
+    rated = requests.post(f"{base}/api/conversations/{cid}/messages/{body['message_id']}/feedback",
+                          json={"rating": "up"}, headers=auth("alice"), timeout=30)
+    assert rated.status_code == 200, rated.text
+
+
+@pytest.mark.slow
+def test_a_conversation_over_two_kbs_answers_from_the_filtered_documents(server: RunningServer) -> None:
+    base = server.base_url
+    server.wait_ready(headers=auth("admin"))
+    cid = requests.post(f"{base}/api/conversations", json={"kbs": ["handbook", "travel"]}, headers=auth("bob"),
+                        timeout=30).json()["id"]
+    body = {"content": "What does a double room at The Temple House cost per night?", "stream": True,
+            "max_tokens": 24, "temperature": 0, "filter": {"source": "trips/*"}}
+    with requests.post(f"{base}/api/conversations/{cid}/messages", json=body, headers=auth("bob"), stream=True,
+                       timeout=600) as response:
+        assert response.status_code == 200, response.text
+        payloads = [line[len("data: "):] for line in response.iter_lines(decode_unicode=True) if line]
+    events = [json.loads(p) for p in payloads[:-1]]
+    sources = events[0]["sources"]
+    assert sources and all(hit["source"].startswith("trips/") and hit["kb"] == "travel" for hit in sources)
+    done = events[-1]
+    assert done["type"] == "done" and all(c["kb"] == "travel" for c in done["citations"])
+    bad = requests.post(f"{base}/api/conversations/{cid}/messages", json={**body, "filter": {"tags": [""]}},
+                        headers=auth("bob"), timeout=30)
+    assert bad.status_code == 422 and "filter.tags" in bad.json()["error"]["message"]
