@@ -131,13 +131,14 @@ class ConversationViews:
         except RagError:  # deleted, or someone else's: start afresh
             return self.closed(lang, request)
         turns = stored_turns(self.service, messages, conversation.kbs[0], lang)
+        known = {info.name for info in self.service.list_kbs()}  # its KB may have been deleted since
         return (
             chatbot_update(self.service, turns),
             turns,
             conversation.id,
             self.sidebar(conversation.id, lang, request),
             conversation.title,
-            gr.update(value=conversation.kbs[0]),
+            gr.update(value=conversation.kbs[0]) if conversation.kbs[0] in known else gr.update(),
         )
 
     def closed(self, lang: str, request: gr.Request) -> tuple[Any, ...]:
