@@ -161,3 +161,29 @@ def test_import_refuses_what_is_not_an_export(service: RagService, tmp_path: Pat
         import_kb(service, evil)
     assert not service.catalog.kb_exists("evil")  # a failed import leaves no KB behind
     assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_cli_export_import_and_origin_filter(service: RagService, rag_home: Path, tmp_path: Path) -> None:
+    service.create_kb("cli")
+    _upload_all(service, "cli", tags=["t"])
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "笔记.md").write_text("# 笔记\n\n星期五交周报。", encoding="utf-8")
+    service.sync("cli", folder)
+    service.catalog.close()
+    archive = tmp_path / "导出" / "cli.tar.gz"
+    exported = _rag(rag_home, "kb", "export", "cli", str(archive), "--json")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["documents"] == len(FILES) + 1
+    imported = _rag(rag_home, "kb", "import", str(archive), "--as", "cli-copy", "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["kb"] == "cli-copy"
+    listed = _rag(rag_home, "docs", "list", "--kb", "cli-copy", "--origin", "upload", "--json")
+    assert listed.returncode == 0, listed.stderr
+    documents = json.loads(listed.stdout)["documents"]
+    assert sorted(d["source"] for d in documents) == sorted(FILES) and {d["origin"] for d in documents} == {"upload"}
+    assert all(d["tags"] == ["t"] for d in documents)
+    again = _rag(rag_home, "kb", "import", str(archive), "--as", "cli-copy")
+    assert again.returncode != 0 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    missing = _rag(rag_home, "kb", "import", str(tmp_path / "none.tar.gz"))
+    assert missing.returncode != 0 and "no such archive" in missing.stderr

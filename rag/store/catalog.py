@@ -117,7 +117,8 @@ class Catalog:
                                                 "tags": "TEXT NOT NULL DEFAULT '[]'"})
         self._add_missing_columns("embeddings", {"created_at": "REAL"})
         # Here, not in schema.sql: an older catalog has no origin column until the line above adds it.
-        self.db.execute("CREATE INDEX IF NOT EXISTS documents_by_origin ON documents (kb, origin)")
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name='documents_by_origin'").fetchone():
+            self.db.execute("CREATE INDEX IF NOT EXISTS documents_by_origin ON documents (kb, origin)")
 
     def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
         """Catalogs made by an older version gain the columns added since (SQLite has no ADD COLUMN IF NOT EXISTS)."""
