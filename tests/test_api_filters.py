@@ -42,20 +42,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     # No answers are generated here: an OpenAI-compatible LLM that is never called spares loading the local one.
     env = {"RAG_API_KEYS": RAG_API_KEYS, "RAG_LLM__BACKEND": "openai", "RAG_LLM__BASE_URL": "http://127.0.0.1:9/v1"}
     running = start_server(tmp_path_factory.mktemp("filters") / "home", env, timeout=300)
-    base = running.base_url
-    for kb in ("corpus", "second"):
-        assert requests.post(f"{base}/api/kbs", json={"name": kb}, headers=auth("admin"), timeout=30).status_code == 201
-    upload(base, "corpus", {f"reports/report-{i:03}.md": f"# Quarterly budget report {i}\n\nThe quarterly budget "
-                            f"report of team {i} covers travel, equipment and training for quarter {i % 4 + 1}.\n"
-                            for i in range(COMMON)})
-    time.sleep(1.1)
-    boundary = time.time()  # the rare document is indexed after this instant, the others before
-    time.sleep(0.1)
-    upload(base, "corpus", {RARE: _rare_text()})
-    upload(base, "second", {"plan.md": "# Budget plan\n\nThe second KB's quarterly budget report for travel.\n",
-                            "menu.md": "# Canteen\n\nThe canteen serves noodles on Mondays.\n"})
-    yield running, boundary
-    running.stop()
+    try:  # a failed or timed-out set-up still stops the server
+        base = running.base_url
+        for kb in ("corpus", "second"):
+            created = requests.post(f"{base}/api/kbs", json={"name": kb}, headers=auth("admin"), timeout=30)
+            assert created.status_code == 201, created.text
+        upload(base, "corpus", {f"reports/report-{i:03}.md": f"# Quarterly budget report {i}\n\nThe quarterly budget "
+                                f"report of team {i} covers travel, equipment and training for quarter {i % 4 + 1}.\n"
+                                for i in range(COMMON)})
+        time.sleep(1.1)
+        boundary = time.time()  # the rare document is indexed after this instant, the others before
+        time.sleep(0.1)
+        upload(base, "corpus", {RARE: _rare_text()})
+        upload(base, "second", {"plan.md": "# Budget plan\n\nThe second KB's quarterly budget report for travel.\n",
+                                "menu.md": "# Canteen\n\nThe canteen serves noodles on Mondays.\n"})
+        yield running, boundary
+    finally:
+        running.stop()
 
 
 def search(running: RunningServer, body: dict[str, object], kb: str | None = "corpus",
