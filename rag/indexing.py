@@ -106,8 +106,18 @@ class _Parsed:
 
 
 # Files parsed ahead of the one being staged. Parsing runs in one background thread while the
-# embedder (whose work happens in torch, outside the GIL) handles the previous batch.
+# embedder (whose work happens in torch, outside the GIL) handles the previous batch. At most
+# PARSE_AHEAD files and, beyond the first, PARSE_AHEAD_BYTES of them (by file size) are in flight, so
+# 16 files of 20 MB are not all held parsed at once.
 PARSE_AHEAD = 16
+PARSE_AHEAD_BYTES = 64 * 1024 * 1024
+
+
+def _file_size(file: SourceFile) -> int:
+    try:
+        return file.path.stat().st_size
+    except OSError:
+        return 0  # reported by the parse itself
 
 
 class Indexer:
@@ -180,15 +190,21 @@ class Indexer:
     ) -> Iterator[_Parsed]:
         """Each file's parse result, in order, with the next few files parsed in the background."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse")
-        ahead: deque[Future[_Parsed]] = deque()
+        ahead: deque[tuple[Future[_Parsed], int]] = deque()
+        in_flight = 0  # bytes of the files in ``ahead``
         remaining = iter(files)
         try:
             while True:
-                while len(ahead) < PARSE_AHEAD and (file := next(remaining, None)) is not None:
-                    ahead.append(pool.submit(self._parse, file, work, parsed))
+                while (len(ahead) < PARSE_AHEAD and (not ahead or in_flight < PARSE_AHEAD_BYTES)
+                       and (file := next(remaining, None)) is not None):
+                    size = _file_size(file)
+                    ahead.append((pool.submit(self._parse, file, work, parsed), size))
+                    in_flight += size
                 if not ahead:
                     return
-                yield ahead.popleft().result()
+                future, size = ahead.popleft()
+                in_flight -= size
+                yield future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
