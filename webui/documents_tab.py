@@ -133,7 +133,8 @@ class DocumentViews:
         def work(progress: Callable[[int, int, str], None]) -> dict[str, Any]:
             return self.service.sync(kb, source, progress=progress, root=root).to_json()
 
-        job_id = self.jobs.submit("sync", kb, work)
+        # The payload lets a restarted server resume the sync (rag/api/background.py registers the resumer).
+        job_id = self.jobs.submit("sync", kb, work, payload={"folder": str(source), "root": str(root), "key": "ui"})
         audit("sync", kb, source=source, job_id=job_id)
         return "🔄 " + t(lang, "sync_started", job_id=job_id)
 
