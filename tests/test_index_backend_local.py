@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_backend_suite import KB, SPACE, Corpus, IndexBackendSuite, grow, texts_of, vector
+from index_backend_suite import KB, SPACE, Corpus, IndexBackendSuite, chunk, document, grow, texts_of, vector
 
 from rag.embed import EmbeddingRouter
 from rag.errors import ConfigError
@@ -235,4 +235,52 @@ def test_forget_stops_a_running_background_merge_before_the_folder_goes(
     assert [e.name for e in latest.segments] == [e.name for e in before.segments]  # the merge did not publish
     shutil.rmtree(tmp_path / "kbs" / KB)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    backend.catalog.close()
+
+
+def test_a_search_whose_reader_fell_two_commits_behind_a_deletion_searches_again(tmp_path: Path) -> None:
+    """Two commits during one search: the second purges the chunks the first deleted, which the search's
+    reader still ranks. The searcher notices the unreadable rows and searches the current generation."""
+    from rag.config import RetrievalSettings
+    from rag.retrieve.searcher import Searcher, SearchOptions
+
+    backend = make_backend(tmp_path)
+    corpus = Corpus(seed=29)
+    rng = np.random.default_rng(29)
+    with backend.writer(KB) as writer:
+        for i in range(12):
+            tokens = ["zebra", f"only{i}"] if i < 5 else [f"only{i}"]  # under half the chunks: positive idf
+            writer.stage(document(f"doc{i}", 1), [chunk(0, tokens, vector(rng))])
+        writer.commit()
+    stale = backend.reader(KB)
+    with backend.writer(KB) as writer:
+        writer.delete("doc0")
+        writer.commit()
+    with backend.writer(KB) as writer:
+        corpus.put(writer, "later")
+        writer.commit()
+    assert len(stale.chunks([int(i) for i in stale.chunk_ids()])) == 11  # doc0's chunk was purged
+
+    class FirstStale:
+        """The backend, except that the first reader handed out is the stale one."""
+
+        def __init__(self) -> None:
+            self.handed = 0
+
+        def reader(self, kb: str) -> object:
+            self.handed += 1
+            return stale if self.handed == 1 else backend.reader(kb)
+
+    class QueryVectors:  # BM25 mode: the searcher only asks whether the model is multilingual
+        multilingual = False
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return vector(rng)
+
+    backend.router.embedder = lambda name: QueryVectors()  # type: ignore[method-assign,assignment,return-value]
+    wrapped = FirstStale()
+    searcher = Searcher(wrapped, backend.router, RetrievalSettings())  # type: ignore[arg-type]
+    hits = searcher.search(KB, "zebra", SearchOptions(top_k=5, mode="bm25"))  # the stale reader ranks doc0 too
+    assert wrapped.handed == 2
+    assert {h.doc_id for h in hits} == {f"doc{i}" for i in range(1, 5)}
     backend.catalog.close()

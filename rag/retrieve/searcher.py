@@ -46,7 +46,7 @@ class Searcher:
         self.settings = settings
         self.reranker = reranker
 
-    def search(self, kb: str, query: str, options: SearchOptions | None = None) -> list[Hit]:
+    def search(self, kb: str, query: str, options: SearchOptions | None = None, *, retry: bool = True) -> list[Hit]:
         options = options or SearchOptions(top_k=self.settings.top_k)
         reader = self.backend.reader(kb)
         language = detect_language(query)
@@ -89,10 +89,14 @@ class Searcher:
         # The reader returns only chunks of its generation, so the top of the fusion is the answer.
         top = fused[: options.top_k] if self.reranker is None else fused[: max(options.top_k, 20)]
         rows = reader.chunks([item for item, _ in top])
+        if len(rows) < len(top) and retry:
+            # Two commits landed during this search and the second purged chunks the first deleted: this
+            # reader's generation can no longer be read in full, so search again at the current one.
+            return self.search(kb, query, options, retry=False)
         hits = []
         for chunk_id, score in top:
             row = rows.get(chunk_id)
-            if row is None:  # only when this reader fell two commits behind a deletion
+            if row is None:  # only if even the retry fell two commits behind a deletion
                 continue
             explain = {name: {"rank": hit[chunk_id][0], "score": round(hit[chunk_id][1], 4)}
                        for name, hit in raw.items() if chunk_id in hit}
