@@ -121,6 +121,17 @@ class ConversationViews:
         value = conversation_id if any(cid == conversation_id for _, cid in choices) else None
         return gr.update(choices=choices, value=value)
 
+    def answered(self, conversation_id: str, title: str, lang: str, request: gr.Request) -> tuple[Any, str]:
+        """After an answer: the sidebar (a new conversation is listed, titled by its first question) and the
+        title box, filled with that title unless something is typed there."""
+        if title or not conversation_id:
+            return self.sidebar(conversation_id, lang, request), title
+        try:
+            stored = self.service.get_conversation(conversation_id, owner_of(request))[0].title
+        except RagError:
+            stored = ""
+        return self.sidebar(conversation_id, lang, request), stored
+
     def open(self, conversation_id: str | None, lang: str, request: gr.Request) -> tuple[Any, ...]:
         """(chat window, turns, conversation id, sidebar, title, KB selector) for a stored conversation."""
         owner = owner_of(request)
@@ -293,7 +304,7 @@ def build_chat_tab(service: RagService, kb: gr.Dropdown, lang: gr.Dropdown, text
             concurrency_id="answer",
             concurrency_limit=1,
         ).then(
-            views.sidebar, inputs=[conversation_id, lang], outputs=sidebar, queue=False
+            views.answered, inputs=[conversation_id, title, lang], outputs=[sidebar, title], queue=False
         ).then(None, inputs=conversation_id, js=SET_URL_JS, queue=False)
 
     filter_inputs = [kb, filters.tags, filters.formats, filters.extra_kbs]
