@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from rag.config import load_settings
 from rag.errors import InvalidInput, RagError
@@ -314,11 +315,18 @@ def docs_list(kb: KBOption, as_json: JsonFlag = False,
     if as_json:
         print_json({"documents": [doc.to_json() for doc in docs]})
         return
-    table = Table("doc_id", "source", "origin", "status", "chunks", "format", "tags")
+    by_origin: dict[str, list[Any]] = {}
     for doc in docs:
-        table.add_row(doc.doc_id, doc.source, doc.origin, doc.status, str(doc.chunks), doc.format,
-                      ", ".join(doc.tags))
-    out.print(table)
+        by_origin.setdefault(doc.origin, []).append(doc)
+    # One table per origin, titled by it: an origin (an absolute folder) is too long for a column.
+    for name, group in sorted(by_origin.items()):
+        tagged = any(doc.tags for doc in group)
+        table = Table("doc_id", "source", "status", "chunks", "format", *(["tags"] if tagged else []),
+                      title=Text(f"{name} ({len(group)})"), title_justify="left")
+        for doc in group:  # Text: a '[' in a file name is not rich markup
+            table.add_row(doc.doc_id, Text(doc.source), doc.status, str(doc.chunks), doc.format,
+                          *([Text(", ".join(doc.tags))] if tagged else []))
+        out.print(table, highlight=False)
 
 
 @docs_app.command("show")
