@@ -168,8 +168,15 @@ class SupportChecker:
     def _about_the_question(self, claim: str, evidence: list[str], context: list[str]) -> bool:
         """The source sentence the claim rests on must hold the question's subject, not only the claim's words:
         "The price of the Aurora kettle is 1.7 litres" rests on a sentence about its size, with no price."""
-        if not self.question or self.min_question_coverage <= 0 or detect_language(claim) != detect_language(self.question):
+        language = detect_language(self.question)
+        if not self.question or self.min_question_coverage <= 0 or detect_language(claim) != language:
             return True
+        # Words cannot be counted across scripts: a Chinese question over an English source ("水壶的保修期是两年。"
+        # resting on "The AK-200 has a two-year warranty …") is judged by the multilingual cosine in _worded_like.
+        same = [i for i, text in enumerate(evidence) if detect_language(text) == language]
+        if not same:
+            return True
+        evidence, context = [evidence[i] for i in same], [context[i] if i < len(context) else "" for i in same]
         wanted = set(coverage_terms(self.question))
         claim_tokens = set(coverage_terms(claim)) - _ANSWER_WORDS
         if not claim_tokens - wanted and (_YES.match(claim) or _NO.match(claim)):

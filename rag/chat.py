@@ -222,8 +222,15 @@ def evidence_quotes(service: AnswerServices, prepared: PreparedAnswer, answer: s
     limit = settings.evidence_quotes if options.evidence_quotes is None else options.evidence_quotes
     if limit <= 0:
         return []
-    return supporting_quotes(answer, [hit.text for hit in prepared.sources], prepared.question,
-                             min_overlap=settings.evidence_min_overlap, limit=limit)
+    texts = [hit.text for hit in prepared.sources]
+    claim = CITATION_MARKER.sub("", answer).strip()
+    if claim and texts and all(detect_language(text) != detect_language(claim) for text in texts):
+        # Characters do not overlap across scripts ("水壶的保修期是两年。" got the purifier's "five-year" sentence):
+        # quote the source sentences closest to the answer under the multilingual support model.
+        embed = support_embedder(service)
+        if embed is not None:
+            return [Quote(n, sentence) for n, sentence, _ in best_sentences(claim, texts, limit=limit, embed=embed)]
+    return supporting_quotes(answer, texts, prepared.question, min_overlap=settings.evidence_min_overlap, limit=limit)
 
 
 def citations_for(answer_text: str, sources: list[Hit]) -> list[Citation]:
@@ -310,7 +317,7 @@ def fallback_quotes(service: AnswerServices, prepared: PreparedAnswer, embed: Em
         if embed is None or not across:
             return []
         vectors = embed([prepared.question, ranked[0][1]])
-        if float(vectors[1] @ vectors[0]) < settings.support_min_similarity:
+        if float(vectors[1] @ vectors[0]) < settings.fallback_min_similarity:
             return []
         covering = [(n, sentence) for n, sentence, _ in ranked]
     return [Quote(n, sentence) for n, sentence in covering[: settings.fallback_quotes]]

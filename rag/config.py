@@ -146,8 +146,11 @@ class AnswerSettings(BaseModel):
     # the source sentences closest to the question (at most this many; 0: off), quoted as the documents'.
     fallback_quotes: int = Field(default=2, ge=0)
     # ... if the best one holds at least this share of the question's words (rarer words weigh more)
-    # or, across languages, reaches support_min_similarity.
+    # or, across languages, reaches fallback_min_similarity (question vs. sentence under support_model:
+    # USE v3 scores a question and its answer sentence in the other language 0.21-0.56, median 0.37, on
+    # benchmarks/data/qa's 20 cross-language questions).
     fallback_min_coverage: float = Field(default=0.5, ge=0, le=1)
+    fallback_min_similarity: float = 0.3
     # After the answer, quote verbatim the source sentences it draws on (at most this many; 0: off).
     evidence_quotes: int = Field(default=2, ge=0)
     # A source sentence is quoted when at least this share of an answer sentence's characters is in it.

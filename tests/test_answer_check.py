@@ -141,3 +141,16 @@ def test_a_chinese_question_in_other_characters_than_its_answer() -> None:
             "每次泡封会减少生命数，生命数耗完即算为踢爆。")
     answer = "玩家以水枪、小枪、锤子或是水炸弹泡封敌人(玩家或NPC)。[1]"
     assert check([game], "玩家用什么泡封敌人？", answer) == [(True, "")]
+
+
+def test_a_chinese_answer_from_an_english_source_is_not_off_the_question() -> None:
+    # bench_qa q36: "水壶的保修期是两年。[1]" over the kettle handbook's warranty section was dropped as "off the
+    # question": the question's characters were looked for in English sentences. Across scripts the
+    # multilingual cosine judges the wording; the number check still holds ("三年" is not in the source).
+    from rag.embed import USEM3Embedder  # the bundled USE v3, answer.support_model
+
+    embedder = USEM3Embedder(threads=1)
+    checker = SupportChecker([WARRANTY], "水壶的保修期是多久？", embed=embedder.embed_documents,
+                             headings=["Aurora kettle > Warranty"])
+    assert checker.check_sentence("水壶的保修期是两年。[1]").supported
+    assert checker.check_sentence("水壶的保修期是三年。[1]").reason == "number 3"
