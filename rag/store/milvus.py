@@ -158,6 +158,7 @@ class MilvusWriter:
         owners = [doc for doc, (chunk_ids, _) in self._rows.items() for _ in chunk_ids]
         chunks = [c for _, doc_chunks in self._rows.values() for c in doc_chunks]
         self._backend.add(self.kb, generation, ids, owners, chunks, stats)
+        self._store.seal(self._store.chunk_collections())
         self._store.put_stats(self.kb, generation, stats)
         self._catalog.commit(self.kb, generation, self._staged, self._deleted)
         self._backend.purge(self.kb, generation)
@@ -411,4 +412,5 @@ class MilvusBackend:
                                  row["tokens"].split(" ") if row["tokens"] else []) for row in batch]
             self.add(kb, generation, [row["id"] for row in batch], [row["doc_id"] for row in batch], chunks, stats,
                      avgdl=avgdl)
+        self.store.seal(self.store.chunk_collections())
         self.store.put_stats(kb, generation, stats)
