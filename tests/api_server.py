@@ -57,7 +57,7 @@ class RunningServer:
         raise TimeoutError(f"server not ready after {timeout}s: {body}")
 
 
-def start_server(home: Path, env: dict[str, str] | None = None, timeout: float = 120,
+def start_server(home: Path, env: dict[str, str] | None = None, timeout: float = 300,
                  config: Path | None = None, log_dir: Path | None = None) -> RunningServer:
     """``config``: a YAML settings file (RAG_CONFIG); otherwise the caller's RAG_CONFIG is not passed on.
     ``log_dir``: where the server's log goes (default: beside ``home``)."""
