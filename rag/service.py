@@ -437,7 +437,8 @@ class RagService:
         # The answer is filed under the first KB (feedback export --kb); citations name their own KB.
         record = AnswerRecord(kbs[0], answer.answer, answer.grounded,
                               [c.to_json() for c in answer.citations], list(answer.evidence), settings,
-                              model_text=answer.generated)
+                              # A quoted fallback delivered none of the model's text: a rating is of the quote.
+                              model_text="" if answer.fallback else answer.generated)
         return self.conversations.add_exchange(conversation.id, question, record, title=question.strip()[:80])
 
     def record_exchange(self, conversation_id: str, owner: str | None, question: str, answer: Answer,

@@ -97,11 +97,30 @@ def test_exported_feedback_is_a_question_file_rag_eval_reads(tmp_path: Path) -> 
                     encoding="utf-8")
     questions = {q.question: q for q in load_questions(path)}
     up = questions["How many vacation days?"]
-    assert up.answers == ("25 days. [1]",)  # the model's text, without the quoted evidence and up.doc == "handbook/vacation.txt" and up.category == "en"
+    assert up.answers == ("25 days. [1]",)  # the model's text, without the quoted evidence
+    assert up.doc == "handbook/vacation.txt" and up.category == "en"
     down = questions["年假可以顺延吗？"]
     assert down.answers == () and down.doc is None and down.category == "zh"  # not "none": it should be answered
     assert questions["When do carried-over days expire?"].answers == ("March 31",)
     catalog.close()
+
+
+def test_a_liked_quoted_fallback_exports_the_quote_not_the_rejected_model_text(service) -> None:  # type: ignore[no-untyped-def]
+    from rag.types import Answer, Citation
+
+    service.create_kb("handbook")
+    conversation = service.create_conversation("alice", ["handbook"])
+    quote = "The documents say: “Unused vacation days can be carried over until March 31.” [1]"
+    fallback = Answer(quote, True, [Citation(1, "d1", "handbook/vacation.txt", None, "carried over until March 31")],
+                      generated="They expire at the end of the year. [1]", fallback=True)
+    answered = Answer("25 days. [1]", True, [], generated="25 days. [1]")
+    quoted_id = service.record_exchange(conversation.id, "alice", "Until when can days be carried over?", fallback,
+                                        ["handbook"])
+    answered_id = service.record_exchange(conversation.id, "alice", "How many vacation days?", answered, ["handbook"])
+    service.rate_answer(conversation.id, "alice", quoted_id, "up")
+    service.rate_answer(conversation.id, "alice", answered_id, "up")
+    gold = {r.question: r.to_question()["answers"] for r in service.feedback("handbook")}
+    assert gold == {"Until when can days be carried over?": [quote], "How many vacation days?": ["25 days. [1]"]}
 
 
 # -- the REST routes on the real server ----------------------------------------------------------------
