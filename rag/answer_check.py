@@ -202,14 +202,22 @@ class SupportChecker:
             # "Yes." is checked above; "Breeze." (after "… designed by David G.") restates the question only.
             return bool(_YES.match(claim) or _NO.match(claim))
         source_tokens = set(default_tokenizer("\n".join(evidence)))
-        if len(content & source_tokens) / len(content) >= self.min_lexical:
-            return True
         claim_language = detect_language(claim)
-        if self.embed is None or all(detect_language(text) == claim_language for text in evidence):
+        across = all(detect_language(text) != claim_language for text in evidence)
+        # Across scripts the only shared tokens are digits: with the multilingual model, the cosine decides.
+        if not (across and self.embed is not None) and len(content & source_tokens) / len(content) >= self.min_lexical:
+            return True
+        if self.embed is None or not any(detect_language(text) != claim_language for text in evidence):
             return False
         candidates = [s for text in evidence for s in source_sentences(text)]
+        if not candidates:
+            return False
         vectors = self.embed([claim, *candidates])
-        return bool(candidates) and float(np.max(vectors[1:] @ vectors[0])) >= self.min_similarity
+        scores = vectors[1:] @ vectors[0]
+        best = int(np.argmax(scores))
+        # Across languages the claim's figures must be those of the sentence it renders, not any in the source:
+        # "没有用过的产品可以在7天内退货。" rests on "You can return any unused product within 30 days …".
+        return float(scores[best]) >= self.min_similarity and numbers(claim) <= numbers(candidates[best]) | numbers(self.question)
 
 
 def question_coverage(question: str, sources: Sequence[str], sentence: str, headings: Sequence[str] = ()) -> float:

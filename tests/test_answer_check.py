@@ -154,3 +154,8 @@ def test_a_chinese_answer_from_an_english_source_is_not_off_the_question() -> No
                              headings=["Aurora kettle > Warranty"])
     assert checker.check_sentence("水壶的保修期是两年。[1]").supported
     assert checker.check_sentence("水壶的保修期是三年。[1]").reason == "number 3"
+    # A figure found elsewhere in the source is not the one of the sentence the answer renders.
+    faq = (ROOT / "samples" / "faq" / "aurora-support-faq.md").read_text(encoding="utf-8")
+    returns = SupportChecker([faq], "没有用过的产品可以在多少天内退货？", embed=embedder.embed_documents)
+    assert returns.check_sentence("没有用过的产品可以在30天内退货。[1]").supported
+    assert not returns.check_sentence("没有用过的产品可以在7天内退货。[1]").supported
