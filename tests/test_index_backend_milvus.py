@@ -95,7 +95,7 @@ def test_kill_9_mid_commit_leaves_milvus_consistent_with_the_catalog_after_recov
     alive = [i for i, added, deleted in clean[backend.store.lexical] if added <= committed < deleted]
     assert alive == catalog_ids
     for rows in clean.values():
-        assert all(added <= committed and (deleted == committed or deleted == ALIVE) for _, added, deleted in rows)
+        assert all(added <= committed and deleted in (committed, ALIVE) for _, added, deleted in rows)
     assert backend.store.stats(KB, committed + 1) is None
     corpus = Corpus(seed=22)
     grow(backend, corpus, commits=2)  # and the next writer works
@@ -141,49 +141,40 @@ def test_a_deleted_kb_leaves_no_rows(tmp_path: Path) -> None:
 # -- chosen by the settings, through the service ------------------------------------------------------------
 
 
-def test_a_kb_moves_from_the_local_engine_to_milvus_with_the_same_search_results(tmp_path: Path) -> None:
+def test_a_kb_moves_from_the_local_engine_to_milvus_with_the_same_search_results(sample_kb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Switching store.backend on an existing RAG_HOME rebuilds the Milvus index from the catalog (the
-    cached vectors: nothing is parsed or embedded again) and searches answer as before."""
-    from conftest import write_sample_docs
+    cached vectors: nothing is parsed or embedded again) and hybrid searches answer as before."""
+    from rag.retrieve.searcher import Searcher, SearchOptions
 
-    from rag.config import load_settings
-    from rag.service import RagService
-    from rag.store.local import LocalBackend
-
-    home = tmp_path / "home"
-    docs = write_sample_docs(tmp_path / "docs")
-    local = RagService(load_settings(home=home))
-    assert isinstance(local.index, LocalBackend)
-    local.create_kb("samples")
-    local.ingest("samples", [docs])
-    questions = ["How many vacation days do employees get?", "成都最好吃的火锅店在哪里？", "luxury hotel price"]
-    expected = {q: [(h.chunk_id, round(h.score, 4)) for h in local.search("samples", q, top_k=5)] for q in questions}
-    local.catalog.close()
-
-    moved = RagService(load_settings(home=home, store={"backend": "milvus"}))
-    assert isinstance(moved.index, MilvusBackend)
-    for question, hits in expected.items():
-        assert [(h.chunk_id, round(h.score, 4)) for h in moved.search("samples", question, top_k=5)] == hits
-    spaces = set(moved.index.reader("samples").spaces())
-    assert spaces == set(LocalBackend(moved.catalog, moved.kb_dir, moved.router, moved.index.bm25)
-                         .reader("samples").spaces())
-    # Writes go on in Milvus: a deleted document is gone from search when the call returns.
-    top = moved.search("samples", questions[0], top_k=1)[0]
-    moved.delete_document("samples", top.doc_id)
-    assert top.doc_id not in {h.doc_id for h in moved.search("samples", questions[0], top_k=5)}
-    moved.catalog.close()
+    service, kb, _ = sample_kb
+    moved = MilvusBackend(service.catalog, service.kb_dir, service.router, service.index.bm25,
+                          uri=str(tmp_path / "milvus.db"))
+    milvus = Searcher(moved, service.router, service.settings.retrieval, service.reranker)
+    questions = ["How many vacation days do employees get?", "成都最好吃的火锅店在哪里？", "luxury hotel price",
+                 "火锅 两个人 多少钱"]
+    for question in questions:
+        expected = [(h.chunk_id, round(h.score, 4)) for h in service.search(kb, question, top_k=5)]
+        got = [(h.chunk_id, round(h.score, 4)) for h in milvus.search(kb, question, SearchOptions(top_k=5))]
+        assert got == expected, question
+    assert set(moved.reader(kb).spaces()) == set(service.index.reader(kb).spaces())
+    assert moved.reader(kb).count() == service.index.reader(kb).count()
+    assert moved.reader(kb).chunk_ids().tolist() == service.index.reader(kb).chunk_ids().tolist()
 
 
 def test_settings_choose_the_backend_and_keep_the_token_out_of_the_config_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.config import load_settings
     from rag.errors import ConfigError
+    from rag.service import RagService
     from rag.store.factory import milvus_uri
 
     monkeypatch.setenv("RAG_STORE__BACKEND", "milvus")
     monkeypatch.setenv("RAG_STORE__MILVUS_TOKEN", "root:Milvus")
     settings = load_settings(home=tmp_path)
     assert settings.store.backend == "milvus" and milvus_uri(settings) == str(tmp_path / "milvus.db")
+    service = RagService(settings)
+    assert isinstance(service.index, MilvusBackend)
+    service.catalog.close()
     assert settings.store.milvus_token is not None and settings.store.milvus_token.get_secret_value() == "root:Milvus"
     config = tmp_path / "rag.yaml"
     config.write_text("store:\n  backend: milvus\n  milvus_token: s3cret\n", encoding="utf-8")
