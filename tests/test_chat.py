@@ -17,6 +17,12 @@ pytestmark = pytest.mark.slow
 MODEL_WORDING = pytest.mark.xfail(strict=False, reason=(
     "the bundled 0.5B model's wording changes with llama.cpp's prompt-cache state (seen in the full suite, not alone): "
     "an answer naming places or figures not in its source is dropped by the support check and declined; issue 13 stays open"))
+# Measured alone (2026-12-02): the model answers "杭州有很多好玩的，比如西湖、杭州城、杭州博物馆、杭州美食等。[1]", naming
+# places its source does not; the support check drops that sentence and no quoted fallback comes for this open
+# question, so it is declined. (The other two MODEL_WORDING cases passed alone that day.)
+OPEN_QUESTION = pytest.mark.xfail(strict=False, reason=(
+    "the model names places not in its source (杭州城, 杭州博物馆); the support check drops the sentence and no "
+    "quoted fallback comes for this open question, so it is declined; issue 13 stays open"))
 SHORT = ChatOptions(params=GenerationParams(temperature=0.0, max_tokens=48, repetition_penalty=1.0))
 
 
@@ -122,7 +128,7 @@ def demo_kb(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 @pytest.mark.parametrize(("question", "expected"), [
     ("For how many hours can the kettle keep water warm?", ["4 hours", "four hours"]),
     pytest.param("Does the kettle have a warranty?", ["two-year", "two year", "2-year"], marks=MODEL_WORDING),
-    pytest.param("杭州有什么好玩的？", ["西湖", "龙井", "雷峰塔"], marks=MODEL_WORDING),
+    pytest.param("杭州有什么好玩的？", ["西湖", "龙井", "雷峰塔"], marks=OPEN_QUESTION),
     ("How do I start pairing?", ["three seconds", "3 seconds"]),
 ])
 def test_readme_questions_on_the_demo_kb(demo_kb, question: str, expected: list[str]) -> None:  # type: ignore[no-untyped-def]
