@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.store.segment import fsync_path
+from rag.store.segment import fsync_path, load_npy
 
 
 @dataclass(slots=True)
@@ -114,7 +114,7 @@ class KBFiles:
     def read_deletes(self, name: str | None) -> np.ndarray:
         if name is None:
             return np.empty(0, dtype=np.int64)
-        return np.load(self.deletes / name, allow_pickle=False)
+        return load_npy(self.deletes / name)
 
     def new_segment_name(self, generation: int) -> str:
         return f"seg-{generation:08d}-{uuid.uuid4().hex[:8]}"

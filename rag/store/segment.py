@@ -207,10 +207,22 @@ def _save(path: Path, array: np.ndarray) -> None:
     np.save(path, array, allow_pickle=False)
 
 
+# np.load parses each .npy header with ast.literal_eval, and CPython 3.11's AST constructor is not safe
+# to run in two threads at once ("SystemError: AST constructor recursion depth mismatch", seen with a
+# background merge loading segments while a commit read segment ids). Every .npy load of the store holds it.
+NPY_LOCK = threading.Lock()
+
+
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """``np.load`` (no pickles; memory-mapped read-only with ``mmap``) under ``NPY_LOCK``."""
+    with NPY_LOCK:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
 def mapped(path: Path) -> np.ndarray:
     """The array in ``path``, memory-mapped read-only, as a plain ndarray view (``np.memmap`` slicing costs
     tens of microseconds a call in Python-level bookkeeping; the view's base keeps the mapping alive)."""
-    return np.asarray(np.load(path, mmap_mode="r"))
+    return np.asarray(load_npy(path, mmap=True))
 
 
 def release_pages(array: np.ndarray) -> None:

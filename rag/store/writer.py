@@ -20,7 +20,7 @@ from rag.embed import EmbeddingRouter
 from rag.errors import RagError
 from rag.store.catalog import Catalog, StagedDocument
 from rag.store.manifest import KBFiles, Manifest, SegmentEntry
-from rag.store.segment import DenseSettings, EmbeddingSpace, SegmentData, write_segment
+from rag.store.segment import DenseSettings, EmbeddingSpace, SegmentData, load_npy, write_segment
 from rag.types import IndexChunk
 
 
@@ -189,7 +189,7 @@ def with_deletes(files: KBFiles, manifest: Manifest, dead: np.ndarray, generatio
     entries = []
     for entry in manifest.segments:
         if len(dead):
-            ids = np.load(files.segments / entry.name / "ids.npy", mmap_mode="r")
+            ids = load_npy(files.segments / entry.name / "ids.npy", mmap=True)
             at = np.minimum(np.searchsorted(ids, dead), max(len(ids) - 1, 0))
             found = dead[np.asarray(ids[at]) == dead] if len(ids) else dead[:0]
             if len(found):
