@@ -167,7 +167,7 @@ def _drop_previous_generation(index: Any, kb: str) -> None:
     Commits keep the previous manifest for readers that looked up the generation just before a commit
     flipped it; under the KB's writer lock (no commit can flip it now) every reader loads the committed
     one, so the merged-away segments can go now instead of at the next commit. Skipped while busy."""
-    from rag.store.writer import WriterBusy
+    from rag.store.staging import WriterBusy
 
     try:
         with index.writer(kb, wait=False) as writer:

@@ -23,7 +23,7 @@ from rag.config import Settings, SyncSource
 from rag.errors import ConfigError, KBExists
 from rag.jobs import JobRunner, JobSkipped, Progress
 from rag.service import RagService, validate_kb_name
-from rag.store.writer import WriterBusy
+from rag.store.staging import WriterBusy
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from rag.embed import EmbeddingRouter
 from rag.errors import RagError
 from rag.store.bm25_index import BM25Params
-from rag.store.catalog import Catalog, ChunkRow, StagedDocument
+from rag.store.catalog import Catalog, ChunkRow
 from rag.store.milvus_client import STRONG, MilvusStore, open_store
 from rag.store.milvus_schema import ALIVE, MAX_TOP_K, literal, restricted, term_key, visible
 from rag.store.milvus_stats import (
@@ -33,7 +32,8 @@ from rag.store.milvus_stats import (
     tf_part,
 )
 from rag.store.segment import EmbeddingSpace
-from rag.store.writer import WriterBusy, segment_data
+from rag.store.staging import StagingWriter
+from rag.store.writer import segment_data
 from rag.types import IndexChunk
 
 EMPTY = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
@@ -57,58 +57,17 @@ def _best(ids: list[int], scores: list[float], k: int) -> tuple[np.ndarray, np.n
     return all_ids[order], all_scores[order]
 
 
-_thread_locks: dict[str, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
-
-
-def _thread_lock(key: str) -> threading.Lock:
-    with _thread_locks_guard:
-        return _thread_locks.setdefault(key, threading.Lock())
-
-
-class MilvusWriter:
+class MilvusWriter(StagingWriter):
     """The single writer of one KB (a file lock in the KB's folder, as the local engine's writer)."""
 
     def __init__(self, backend: MilvusBackend, kb: str, wait: bool = True) -> None:
+        super().__init__(backend.catalog, kb, backend.kb_dir(kb), wait)
         self._backend = backend
         self._store = backend.store
-        self._catalog = backend.catalog
-        self.kb = kb
-        self._wait = wait
-        folder = backend.kb_dir(kb)
-        self._folder = folder
-        self._file_lock = FileLock(str(folder / "write.lock"))
-        self._thread_lock = _thread_lock(str(folder.resolve()))
-        self._staged: list[StagedDocument] = []
-        self._deleted: list[str] = []
-        self._rows: dict[str, tuple[list[int], list[IndexChunk]]] = {}
-        self._dead: list[int] = []
-        self.generation = 0
-
-    def __enter__(self) -> MilvusWriter:
-        self._folder.mkdir(parents=True, exist_ok=True)
-        busy = WriterBusy(f"knowledge base '{self.kb}' is being written by another sync or ingest")
-        if not self._thread_lock.acquire(blocking=self._wait):
-            raise busy
-        try:
-            self._file_lock.acquire(timeout=-1 if self._wait else 0)
-        except Timeout:
-            self._thread_lock.release()
-            raise busy from None
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        try:
-            self._open()
-        except BaseException:
-            self._file_lock.release()
-            self._thread_lock.release()
-            raise
-        return self
 
     def _open(self) -> None:
-        self._catalog.recover(self.kb)
-        committed = self._catalog.generation(self.kb)
+        self.catalog.recover(self.kb)
+        committed = self.catalog.generation(self.kb)
         self._backend.recover(self.kb, committed)
         if committed > 0 and self._store.stats(self.kb, committed) is None:
             # No Milvus index for the committed generation (a KB of the local engine, or lost): the
@@ -116,35 +75,9 @@ class MilvusWriter:
             self._backend.rebuild(self.kb, committed)
         self.generation = committed + 1
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is not None:
-                self._catalog.recover(self.kb)
-                self._backend.recover(self.kb, self._catalog.generation(self.kb))
-        finally:
-            self._file_lock.release()
-            self._thread_lock.release()
-
-    @property
-    def pending(self) -> int:
-        return len(self._staged) + len(self._deleted)
-
-    def stage(self, document: StagedDocument, chunks: list[IndexChunk]) -> None:
-        self.stage_many([(document, chunks)])
-
-    def stage_many(self, items: list[tuple[StagedDocument, list[IndexChunk]]]) -> None:
-        indexed = [(document, chunks) for document, chunks in items if not document.failed]
-        dead, ids = self._catalog.stage_documents(self.kb, self.generation,
-                                                  [(document.doc_id, chunks) for document, chunks in indexed])
-        self._dead.extend(dead)
-        for (document, chunks), chunk_ids in zip(indexed, ids, strict=True):
-            self._rows[document.doc_id] = (chunk_ids, chunks)
-        self._staged.extend(document for document, _ in items)
-
-    def delete(self, doc_id: str) -> None:
-        self._dead.extend(self._catalog.stage_tombstones(self.kb, self.generation, [doc_id]))
-        self._rows.pop(doc_id, None)
-        self._deleted.append(doc_id)
+    def _undo(self) -> None:
+        super()._undo()
+        self._backend.recover(self.kb, self.catalog.generation(self.kb))
 
     def commit(self) -> int:
         """Publish everything staged as one generation; returns the generation now visible."""
@@ -160,7 +93,7 @@ class MilvusWriter:
         self._backend.add(self.kb, generation, ids, owners, chunks, stats)
         self._store.seal(self._store.chunk_collections())
         self._store.put_stats(self.kb, generation, stats)
-        self._catalog.commit(self.kb, generation, self._staged, self._deleted)
+        self.catalog.commit(self.kb, generation, self._staged, self._deleted)
         self._backend.purge(self.kb, generation)
         self._staged, self._deleted, self._rows, self._dead = [], [], {}, []
         self.generation += 1

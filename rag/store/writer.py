@@ -10,37 +10,19 @@ no other segment is read or rewritten. Then the catalog's generation flips.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from rag.embed import EmbeddingRouter
-from rag.errors import RagError
-from rag.store.catalog import Catalog, StagedDocument
+from rag.store.catalog import Catalog
 from rag.store.manifest import KBFiles, Manifest, SegmentEntry
 from rag.store.segment import DenseSettings, EmbeddingSpace, SegmentData, load_npy, write_segment
+from rag.store.staging import StagingWriter
 from rag.types import IndexChunk
 
 
-class WriterBusy(RagError):
-    """Another thread or process is writing this KB, and the caller asked not to wait."""
-
-    code = "kb_busy"
-    http_status = 409
-
-
-_thread_locks: dict[str, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
-
-
-def _thread_lock(key: str) -> threading.Lock:
-    with _thread_locks_guard:
-        return _thread_locks.setdefault(key, threading.Lock())
-
-
-class KBWriter:
+class KBWriter(StagingWriter):
     def __init__(
         self,
         catalog: Catalog,
@@ -51,42 +33,11 @@ class KBWriter:
         wait: bool = True,
         on_commit: Callable[[str], None] | None = None,
     ) -> None:
-        self.catalog = catalog
-        self.kb = kb
+        super().__init__(catalog, kb, files.root, wait)
         self.files = files
-        self.kb_dir = files.root
         self._router = router
         self._dense = dense
-        self._wait = wait
         self._on_commit = on_commit
-        self._file_lock = FileLock(str(files.root / "write.lock"))
-        self._thread_lock = _thread_lock(str(files.root.resolve()))
-        self._staged: list[StagedDocument] = []
-        self._deleted: list[str] = []
-        self._rows: dict[str, tuple[list[int], list[IndexChunk]]] = {}  # doc id → staged chunks
-        self._dead: list[int] = []
-        self.generation = 0
-
-    def __enter__(self) -> KBWriter:
-        self.kb_dir.mkdir(parents=True, exist_ok=True)
-        busy = WriterBusy(f"knowledge base '{self.kb}' is being written by another sync or ingest")
-        if not self._thread_lock.acquire(blocking=self._wait):
-            raise busy
-        try:
-            self._file_lock.acquire(timeout=-1 if self._wait else 0)
-        except Timeout:
-            self._thread_lock.release()
-            raise busy from None
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        try:
-            self._open()
-        except BaseException:
-            self._file_lock.release()
-            self._thread_lock.release()
-            raise
-        return self
 
     def _open(self) -> None:
         self.catalog.recover(self.kb)
@@ -108,37 +59,6 @@ class KBWriter:
         with self.files.merge_lock.hold(wait=False) as free:
             if free:
                 self.files.remove_unreferenced(committed - 1, committed)
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            if exc_type is not None:
-                self.catalog.recover(self.kb)
-        finally:
-            self._file_lock.release()
-            self._thread_lock.release()
-
-    @property
-    def pending(self) -> int:
-        return len(self._staged) + len(self._deleted)
-
-    def stage(self, document: StagedDocument, chunks: list[IndexChunk]) -> None:
-        """Stage a new version of a document (or its failure): invisible until ``commit``."""
-        self.stage_many([(document, chunks)])
-
-    def stage_many(self, items: list[tuple[StagedDocument, list[IndexChunk]]]) -> None:
-        """Stage several documents at once (one catalog transaction)."""
-        indexed = [(document, chunks) for document, chunks in items if not document.failed]
-        dead, ids = self.catalog.stage_documents(self.kb, self.generation,
-                                                 [(document.doc_id, chunks) for document, chunks in indexed])
-        self._dead.extend(dead)
-        for (document, chunks), chunk_ids in zip(indexed, ids, strict=True):
-            self._rows[document.doc_id] = (chunk_ids, chunks)
-        self._staged.extend(document for document, _ in items)
-
-    def delete(self, doc_id: str) -> None:
-        self._dead.extend(self.catalog.stage_tombstones(self.kb, self.generation, [doc_id]))
-        self._rows.pop(doc_id, None)
-        self._deleted.append(doc_id)
 
     def commit(self) -> int:
         """Publish everything staged as one generation; returns the generation now visible."""
