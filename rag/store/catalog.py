@@ -149,6 +149,10 @@ class Catalog:
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)
 
+    def transaction(self) -> _Transaction:
+        """A write transaction on this thread's connection, for the repositories sharing the file."""
+        return _Transaction(self.db)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

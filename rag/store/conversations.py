@@ -12,8 +12,6 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,22 +156,11 @@ class ConversationStore:
         self.catalog = catalog
         catalog.db.executescript(SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self.catalog.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     # -- conversations -----------------------------------------------------------------------
     def create(self, owner: str, kbs: list[str], title: str = "") -> Conversation:
         now = time.time()
         conversation = Conversation(uuid.uuid4().hex, owner, list(kbs), title, now, now)
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute("INSERT INTO conversations (id, owner, kbs, title, created_at, updated_at) "
                        "VALUES (?, ?, ?, ?, ?, ?)",
                        (conversation.id, owner, json.dumps(kbs, ensure_ascii=False), title, now, now))
@@ -198,7 +185,7 @@ class ConversationStore:
         return _conversation(row)
 
     def update(self, conversation_id: str, title: str | None = None, kbs: list[str] | None = None) -> None:
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             if title is not None:
                 db.execute("UPDATE conversations SET title=?, updated_at=? WHERE id=?",
                            (title, time.time(), conversation_id))
@@ -207,7 +194,7 @@ class ConversationStore:
                            (json.dumps(kbs, ensure_ascii=False), time.time(), conversation_id))
 
     def delete(self, conversation_id: str) -> None:
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute("DELETE FROM conversations WHERE id=?", (conversation_id,))
 
     # -- messages ----------------------------------------------------------------------------
@@ -221,7 +208,7 @@ class ConversationStore:
         """Store a question and its answer together (a failed answer leaves no orphan question);
         returns the answer's message id. ``title``: set when the conversation has none yet."""
         now = time.time()
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute("INSERT INTO conversation_messages (conversation_id, role, content, created_at) "
                        "VALUES (?, 'user', ?, ?)", (conversation_id, question, now))
             cursor = db.execute(
@@ -251,7 +238,7 @@ class ConversationStore:
         record = FeedbackRecord(message_id, conversation.id, conversation.owner, answer.kb, rating, comment,
                                 expected or None, question, answer.content, answer.citations, answer.settings, time.time(),
                                 answer.model_text)
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO message_feedback (message_id, conversation_id, owner, kb, rating, comment, "
                 "expected, question, answer, model_text, sources, settings, created_at) "

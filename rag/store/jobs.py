@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,28 +77,17 @@ class JobStore:
         self.catalog = catalog
         present = {row["name"] for row in catalog.db.execute("PRAGMA table_info(jobs)")}
         if any(name not in present for name in _NEW_COLUMNS):
-            with self._tx() as db:  # re-read inside the write lock: another process may have added them
+            with self.catalog.transaction() as db:  # re-read inside the write lock: another process may have added them
                 present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
                 for name, kind in _NEW_COLUMNS.items():
                     if name not in present:
                         db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self.catalog.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
     # -- writing -------------------------------------------------------------------------------
     def create(self, job_id: str, kind: str, kb: str | None, total: int = 0, owner: str | None = None,
                payload: dict[str, Any] | None = None) -> None:
         now = time.time()
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute(
                 "INSERT INTO jobs(job_id, kb, kind, status, total, created_at, owner, heartbeat_at, payload,"
                 " cancel_requested) VALUES (?,?,?,?,?,?,?,?,?,0)",
@@ -110,7 +97,7 @@ class JobStore:
 
     def beat(self, owner: str) -> None:
         """``owner`` is alive: refresh the heartbeat of its unfinished jobs."""
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute("UPDATE jobs SET heartbeat_at=? WHERE owner=? AND status IN ('queued','running')",
                        (time.time(), owner))
 
@@ -122,13 +109,13 @@ class JobStore:
         if fields.get("status") in FINISHED:
             fields.setdefault("finished_at", time.time())
         assignments = ", ".join(f"{key}=?" for key in fields)
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*fields.values(), job_id))
 
     def finish(self, job_id: str, status: str, result: dict[str, Any] | None = None,
                error: str | None = None) -> None:
         """End an unfinished job (a job already ended, e.g. cancelled while queued, keeps its status)."""
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute(
                 "UPDATE jobs SET status=?, result=?, error=?, finished_at=? WHERE job_id=?"
                 " AND status IN ('queued','running')",
@@ -138,7 +125,7 @@ class JobStore:
 
     def start(self, job_id: str) -> bool:
         """queued → running; False when the job is no longer queued (cancelled, or its KB deleted)."""
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             return db.execute(
                 "UPDATE jobs SET status='running', started_at=COALESCE(started_at, ?) WHERE job_id=?"
                 " AND status='queued' AND NOT cancel_requested", (time.time(), job_id),
@@ -146,7 +133,7 @@ class JobStore:
 
     def claim(self, job_id: str, previous_owner: str | None, owner: str) -> bool:
         """Take over an abandoned unfinished job to run it again (queued, new owner); False if another won."""
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             return db.execute(
                 "UPDATE jobs SET owner=?, status='queued', heartbeat_at=?, error=NULL WHERE job_id=?"
                 " AND status IN ('queued','running') AND owner IS ?", (owner, time.time(), job_id, previous_owner),
@@ -155,7 +142,7 @@ class JobStore:
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """Ask an unfinished job to stop; a queued one is cancelled at once. The job as it now stands."""
         now = time.time()
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             db.execute("UPDATE jobs SET cancel_requested=1 WHERE job_id=? AND status IN ('queued','running')",
                        (job_id,))
             db.execute("UPDATE jobs SET status='cancelled', error=?, finished_at=? WHERE job_id=? AND status='queued'",
@@ -169,7 +156,7 @@ class JobStore:
 
     def forget_kb(self, kb: str) -> list[str]:
         """Delete every job row of ``kb`` (its runners see them gone and stop); the ids that were unfinished."""
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             unfinished = [row["job_id"] for row in db.execute(
                 "SELECT job_id FROM jobs WHERE kb=? AND status IN ('queued','running')", (kb,))]
             db.execute("DELETE FROM jobs WHERE kb=?", (kb,))
@@ -178,7 +165,7 @@ class JobStore:
     def fail_unfinished(self, job_ids: list[str], reason: str) -> int:
         """Mark these jobs failed, unless they finished in the meantime."""
         now = time.time()
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             return sum(db.execute(
                 "UPDATE jobs SET status='failed', error=?, finished_at=? WHERE job_id=? AND status IN ('queued','running')",
                 (reason, now, job_id),
@@ -187,7 +174,7 @@ class JobStore:
     def purge_finished(self, older_than_s: float) -> int:
         """Delete the rows of jobs that ended more than ``older_than_s`` seconds ago (``rag gc``); how many."""
         cutoff = time.time() - older_than_s
-        with self._tx() as db:
+        with self.catalog.transaction() as db:
             return db.execute(
                 "DELETE FROM jobs WHERE status IN ('succeeded','failed','skipped','cancelled')"
                 " AND COALESCE(finished_at, created_at) < ?", (cutoff,),
