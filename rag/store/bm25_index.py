@@ -19,6 +19,20 @@ class BM25Params:
     b: float = 0.75
 
 
+def idf(params: BM25Params, chunks: int, df: float) -> float:
+    """The inverse document frequency of a term in ``df`` of ``chunks`` chunks, per bm25s's variants."""
+    n, method = chunks, params.method
+    if method == "robertson":
+        return float(np.log((n - df + 0.5) / (df + 0.5)))
+    if method == "atire":
+        return float(np.log(n / df))
+    if method == "bm25l":
+        return float(np.log((n + 1) / (df + 0.5)))
+    if method == "bm25+":
+        return float(np.log((n + 1) / df))
+    return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))  # lucene
+
+
 class BM25Index:
     def __init__(self, model: bm25s.BM25 | None, ids: np.ndarray, vocab: dict[str, int]) -> None:
         self._model = model

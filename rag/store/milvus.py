@@ -19,14 +19,13 @@ import numpy as np
 
 from rag.embed import EmbeddingRouter
 from rag.errors import RagError
-from rag.store.bm25_index import BM25Params
+from rag.store.bm25_index import BM25Params, idf
 from rag.store.catalog import Catalog, ChunkRow
 from rag.store.milvus_client import STRONG, MilvusStore, open_store
 from rag.store.milvus_schema import ALIVE, MAX_TOP_K, literal, restricted, term_key, visible
 from rag.store.milvus_stats import (
     GenerationStats,
     frequencies_of,
-    idf,
     stored_weights,
     term_frequencies,
     tf_part,

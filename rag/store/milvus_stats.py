@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from rag.store.bm25_index import BM25Params
 from rag.store.milvus_schema import SEARCH_B, SEARCH_K1, SPACE_SENTINEL, term_key
 
@@ -69,19 +67,6 @@ def frequencies_of(weights: dict[int, float], length: float, avgdl: float) -> di
     norm = 1 - SEARCH_B + SEARCH_B * length / avgdl
     return {key: round(w * SEARCH_K1 * norm / (1 - w)) for key, w in weights.items()
             if key != SPACE_SENTINEL and w < 1}
-
-
-def idf(params: BM25Params, chunks: int, df: float) -> float:
-    n, method = chunks, params.method
-    if method == "robertson":
-        return float(np.log((n - df + 0.5) / (df + 0.5)))
-    if method == "atire":
-        return float(np.log(n / df))
-    if method == "bm25l":
-        return float(np.log((n + 1) / (df + 0.5)))
-    if method == "bm25+":
-        return float(np.log((n + 1) / df))
-    return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))  # lucene
 
 
 def tf_part(params: BM25Params, tf: float, length: float, avgdl: float) -> float:

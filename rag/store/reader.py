@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from rag.errors import RagError
-from rag.store.bm25_index import BM25Params
+from rag.store.bm25_index import BM25Params, idf
 from rag.store.catalog import Catalog, ChunkRow
 from rag.store.manifest import KBFiles, Manifest, SegmentEntry
 from rag.store.segment import DenseSettings, EmbeddingSpace, Segment
@@ -105,16 +105,7 @@ class LocalReader:
 
     # -- BM25 with KB-wide statistics ----------------------------------------------------------
     def _idf(self, df: float) -> float:
-        n, method = self._live, self._bm25.method
-        if method == "robertson":
-            return float(np.log((n - df + 0.5) / (df + 0.5)))
-        if method == "atire":
-            return float(np.log(n / df))
-        if method == "bm25l":
-            return float(np.log((n + 1) / (df + 0.5)))
-        if method == "bm25+":
-            return float(np.log((n + 1) / df))
-        return float(np.log(1 + (n - df + 0.5) / (df + 0.5)))  # lucene
+        return idf(self._bm25, self._live, df)
 
     def _tf_part(self, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
         """The term-frequency factor; ``norm`` is 1 - b + b × length / avgdl (see ``_norm``)."""
