@@ -93,7 +93,7 @@ class PrecomputedQueries:
 
 
 def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
-            backend_name: str = "local") -> dict[str, float | int]:
+            backend_name: str = "local", keep: Path | None = None) -> dict[str, float | int]:
     from rag.config import RetrievalSettings
     from rag.embed import EmbeddingRouter, load_embedder
     from rag.retrieve.searcher import Searcher, SearchOptions
@@ -114,10 +114,16 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
     embed_query_ms = (time.perf_counter() - started) * 1000 / len(queries)
     loaded_mb = peak_mb()
 
-    home = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    home = keep / f"{backend_name}-{chunks}" if keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    built_record = home / "built.json"
+    reused = built_record.exists()
+    if keep and not reused:  # a build that did not finish: start again
+        shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True, exist_ok=True)
     try:
         catalog = Catalog(home / "catalog.sqlite")
-        catalog.create_kb("kb")
+        if not reused:
+            catalog.create_kb("kb")
         router = EmbeddingRouter("minilm", "usem3", cross_language_model=None)
         params = RetrievalSettings()
         bm25 = BM25Params(params.bm25_method, params.bm25_k1, params.bm25_b)
@@ -142,7 +148,7 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
             writer.stage(*item(copy, i, vector))  # type: ignore[attr-defined]
 
         started = time.perf_counter()
-        made = 0
+        made = chunks if reused else 0
         while made < chunks:
             with backend.writer("kb") as writer:
                 end = min(chunks, made + batch)
@@ -155,6 +161,10 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
                     made += stop - first
                 writer.commit()
         build_s = time.perf_counter() - started
+        if reused:  # built by an earlier run with --home: its build time, this process's memory
+            build_s = json.loads(built_record.read_text())["build_s"]
+        elif keep:
+            built_record.write_text(json.dumps({"build_s": build_s}))
         phases = {"models_loaded": loaded_mb}
         phases["built"] = peak_mb()
         reader = backend.reader("kb")
@@ -214,15 +224,19 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
             "segments": len(getattr(reader, "segments", [None])),  # Milvus: one index to its readers
             "peak_mb_after": phases,
             "backend": backend_name,
+            "reused_build": reused,
         }
         if chunks <= old_path_limit and backend_name == "local":
-            old = old_commit(tokens, base, texts, chunks, home / "old")
+            scratch = Path(tempfile.mkdtemp(prefix="bench-scale-old-"))
+            old = old_commit(tokens, base, texts, chunks, scratch / "old")
+            shutil.rmtree(scratch, ignore_errors=True)
             result["old_commit_one_s"] = round(old, 3)
             result["commit_speedup"] = round(old / max(commit_one_s, 1e-9), 1)
         catalog.close()
         return result
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def server_peak_mb() -> float:
@@ -323,13 +337,15 @@ def main() -> None:
     parser.add_argument("--old-path-limit", type=int, default=100_000,
                         help="largest N for which the old full-rebuild commit is timed too")
     parser.add_argument("--batch", type=int, default=125_000, help="chunks per commit while building")
+    parser.add_argument("--home", type=Path, help="keep each built KB in this folder and reuse it on the next run "
+                        "(build_s is then the first run's; rss_mb is this run's process, which did not build)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     backends = args.backend.split(",")
     if not set(backends) <= {"local", "milvus"}:
         parser.error("--backend: local, milvus or local,milvus")
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.device, args.old_path_limit, args.batch, backends[0])))
+        print(json.dumps(run_one(args.one, args.device, args.old_path_limit, args.batch, backends[0], args.home)))
         return
     if not args.json:
         print("text: SciFact abstracts cycled with a per-copy token; vectors: real MiniLM vectors of the corpus "
@@ -337,7 +353,8 @@ def main() -> None:
     for n, name in ((int(x), name) for x in args.chunks.split(",") for name in backends):
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--device", args.device,
                                "--old-path-limit", str(args.old_path_limit), "--batch", str(args.batch),
-                               "--backend", name], capture_output=True, text=True)
+                               "--backend", name, *(["--home", str(args.home)] if args.home else [])],
+                              capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"N={n} failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])

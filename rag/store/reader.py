@@ -246,7 +246,11 @@ class LocalReader:
             rows = np.asarray(dense.rows[positions]).astype(np.int64)
             if blend and len(rows):
                 documents = np.asarray(live.segment.doc_of_row[rows])
-                scores = (1 - document_weight) * scores + document_weight * (dense.docvec[documents] @ query)
+                document_scores = scores.copy()
+                shared = dense.shared_documents(live.segment.doc_of_row)[documents]
+                if shared.any():
+                    document_scores[shared] = dense.docvec[documents[shared]] @ query
+                scores = (1 - document_weight) * scores + document_weight * document_scores
             found_ids.append(np.asarray(live.segment.ids[rows]))
             found_scores.append(np.asarray(scores, dtype=np.float32))
         return _best(found_ids, found_scores, k)

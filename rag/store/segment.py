@@ -243,6 +243,15 @@ def fsync_path(path: Path) -> None:
         os.close(descriptor)
 
 
+def _no_prefetch_threads(index: faiss.Index) -> None:
+    """A memory-mapped IVF index reads its lists through ``OnDiskInvertedLists``, which by default starts
+    32 prefetch threads on every search: 7 ms per query on 125k vectors instead of 0.3 ms. The lists are
+    already mapped, so the kernel's page cache is the prefetch."""
+    invlists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    if hasattr(invlists, "prefetch_nthread"):
+        invlists.prefetch_nthread = 0
+
+
 class DenseSpace:
     """A segment's vectors of one embedding space, searched exactly or through its ANN index."""
 
@@ -252,14 +261,26 @@ class DenseSpace:
         self.docvec = mapped(folder / "docvec.npy")
         self.kind = kind
         self._settings = settings
+        self._shared_documents: np.ndarray | None = None
         self.ann: faiss.Index | None = None
         if kind != "flat":
             self.ann = faiss.read_index(str(folder / "ann.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            if kind == "ivf":
+                _no_prefetch_threads(self.ann)
             if gpu is not None and kind == "ivf":
                 self.ann = faiss.index_cpu_to_gpu(gpu, 0, self.ann)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def shared_documents(self, doc_of_row: np.ndarray) -> np.ndarray:
+        """Per document of the segment: whether it has more than one chunk in this space. A document
+        with one chunk has that chunk's own vector as its document vector, so blending needs no read of
+        ``docvec`` for it (at a million single-chunk documents that read alone kept 1.5 GB resident)."""
+        if self._shared_documents is None:
+            counts = np.bincount(np.asarray(doc_of_row)[np.asarray(self.rows)], minlength=len(self.docvec))
+            self._shared_documents = counts > 1
+        return self._shared_documents
 
     def positions_of(self, rows: np.ndarray) -> np.ndarray:
         """Positions in this space of those segment ``rows`` (sorted) that have a vector here."""
