@@ -46,11 +46,17 @@ run: install run-deps
 	$(BIN)/rag demo --if-missing
 	$(BIN)/rag serve
 
+# Two xdist workers: each module (and the modules sharing one server) stays on one worker, so a module's
+# server and KB are built once; while one worker waits on a server or a subprocess the other computes.
+# tests/conftest.py hands out the longest modules first (LONGEST_FIRST).
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: install system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 test-fast: install
-	$(BIN)/pytest -q -m "not slow and not browser"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not slow and not browser"
 
 lint: install
 	$(BIN)/ruff check .

@@ -8,11 +8,49 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_servers import SharedServers
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two xdist workers on two cores: llama.cpp with two threads collapses when another
+    # process holds one of the cores, so each worker's LLM (and that of the servers it starts) gets one.
+    os.environ.setdefault("RAG_LLM__THREADS", "1")
+
+# Modules that share one session-wide server (tests/ecosystem_server.py) run on the same xdist worker.
+XDIST_GROUPS = {module: "ecosystem" for module in ("test_client", "test_dify", "test_langchain_openai",
+                                                   "test_langchain_remote", "test_langchain_standard", "test_mcp")}
+# Modules on one server of tests/shared_servers.py.
+XDIST_GROUPS |= {"test_api_chat": "plain-server", "test_security_browser": "plain-server"}
+
+
+# The longest groups (about 40 s or more each on 2 cores, measured 2026-12), handed out first so that the two
+# workers finish together rather than one waiting on a late long module (`--no-loadscope-reorder` keeps
+# this order; xdist would otherwise order the groups by their number of tests). A group not named here
+# simply starts later.
+LONGEST_FIRST = ("test_schemathesis", "test_llm_transformers", "test_hostile_files", "test_webui", "test_crash_safety",
+                 "ecosystem", "test_chat", "plain-server", "test_conversations", "test_cli", "test_formats",
+                 "test_api_documents", "test_index_backend_milvus", "test_security", "test_job_control",
+                 "test_api_filters", "test_sync")
+
+
+def xdist_group(item: pytest.Item) -> str:
+    return XDIST_GROUPS.get(item.path.stem, item.path.stem)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` a module's tests stay on one worker (its module-scoped server and KB are
+    built once) and the ecosystem modules share a worker; without xdist the marks do nothing."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike, so their collections still match
+        rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(xdist_group(item), len(rank)))  # stable: modules stay contiguous
 
 SAMPLE_DOCS = {
     "travel/chengdu.md": (
@@ -72,3 +110,11 @@ def sample_kb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object
     svc.ingest("samples", [docs])
     yield svc, "samples", docs
     svc.catalog.close()
+
+
+@pytest.fixture(scope="session")
+def shared_servers() -> Iterator[SharedServers]:
+    """The session's shared `rag serve` processes (tests/shared_servers.py), stopped when it ends."""
+    servers = SharedServers()
+    yield servers
+    servers.stop_all()

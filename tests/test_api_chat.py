@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 
 import pytest
 import requests
-from api_server import RunningServer, start_server, wait_for_job
+from api_server import RunningServer, wait_for_job
 from conftest import SAMPLE_DOCS
+
+from tests.shared_servers import PLAIN, SharedServers
 
 pytestmark = pytest.mark.slow
 
@@ -17,16 +18,15 @@ QUESTION = "How many days of paid vacation does an employee get per year?"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("api-chat") / "home")
+def server(shared_servers: SharedServers) -> RunningServer:
+    running = shared_servers.get(PLAIN)  # shared with test_security_browser; the KB "handbook" is this module's
     base = running.base_url
     assert requests.post(f"{base}/api/kbs", json={"name": "handbook"}, timeout=30).status_code == 201
     files = [("files", (name, io.BytesIO(text.encode()))) for name, text in SAMPLE_DOCS.items()]
     job_id = requests.post(f"{base}/api/kbs/handbook/documents", files=files, timeout=60).json()["job_id"]
     assert wait_for_job(base, job_id)["status"] == "succeeded"
     running.wait_ready()
-    yield running
-    running.stop()
+    return running
 
 
 def sse_payloads(response: requests.Response) -> list[str]:

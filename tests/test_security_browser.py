@@ -6,11 +6,12 @@ An answer that made it past the escaping (or any other injected markup) could st
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_server import RunningServer, start_server
+from api_server import RunningServer
+
+from tests.shared_servers import PLAIN, SharedServers
 
 pytestmark = pytest.mark.browser
 
@@ -18,10 +19,8 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("csp") / "home")
-    yield running
-    running.stop()
+def server(shared_servers: SharedServers) -> RunningServer:
+    return shared_servers.get(PLAIN)  # the default settings, shared with test_api_chat
 
 
 def test_ui_loads_under_its_policy_and_remote_images_are_blocked(server: RunningServer, tmp_path: Path) -> None:
