@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -209,14 +210,45 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 # np.load parses each .npy header with ast.literal_eval, and CPython 3.11's AST constructor is not safe
 # to run in two threads at once ("SystemError: AST constructor recursion depth mismatch", seen with a
-# background merge loading segments while a commit read segment ids). Every .npy load of the store holds it.
+# background merge loading segments while a commit read segment ids, and while pytest formatted a
+# traceback). So the store reads the headers of its own files without ``ast``; a header it does not
+# recognise falls back to ``np.load`` under ``NPY_LOCK``.
 NPY_LOCK = threading.Lock()
+_DESCR = re.compile(r"'descr':\s*'([<>|=]?[a-zA-Z]\d*)'")
+_ORDER = re.compile(r"'fortran_order':\s*(True|False)")
+_SHAPE = re.compile(r"'shape':\s*\(([\d,\s]*)\)")
+
+
+def _npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], bool, int] | None:
+    """(dtype, shape, fortran order, data offset) of a plain .npy file, or None for anything else."""
+    with path.open("rb") as handle:
+        major, _ = np.lib.format.read_magic(handle)
+        size_bytes = 2 if major == 1 else 4
+        length = int.from_bytes(handle.read(size_bytes), "little")
+        header = handle.read(length).decode("latin1")
+        offset = handle.tell()
+    descr, order, shape = _DESCR.search(header), _ORDER.search(header), _SHAPE.search(header)
+    if not (descr and order and shape):
+        return None
+    dims = tuple(int(part) for part in shape.group(1).split(",") if part.strip())
+    return np.dtype(descr.group(1)), dims, order.group(1) == "True", offset
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
-    """``np.load`` (no pickles; memory-mapped read-only with ``mmap``) under ``NPY_LOCK``."""
-    with NPY_LOCK:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    """The array in a .npy file (never a pickle), memory-mapped read-only with ``mmap``."""
+    found = _npy_header(path)
+    if found is None:
+        with NPY_LOCK:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    dtype, shape, fortran, offset = found
+    order = "F" if fortran else "C"
+    count = int(np.prod(shape, dtype=np.int64))
+    if count == 0:
+        return np.empty(shape, dtype=dtype, order=order)
+    if mmap:
+        return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset, order=order)
+    flat = np.fromfile(path, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape, order=order)
 
 
 def mapped(path: Path) -> np.ndarray:
