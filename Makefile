@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml
 # (LibreOffice) and a CJK font for the generated test corpus; each line is skipped when already present.
 system-deps: format-deps
 	@{ command -v chromium && test -d /usr/share/fonts/opentype/noto; } >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null; }
+	@# PostgreSQL server binaries: the catalog tests start a throwaway server (tests/postgres_server.py).
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 # What the formats need: Tesseract (OCR of scans and pictures, zh + en) and LibreOffice (doc, ppt, xls).
 FORMAT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui fonts-wqy-microhei

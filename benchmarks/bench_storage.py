@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -44,7 +45,8 @@ def corpus(count: int) -> list[tuple[str, str]]:
 def figures(service: RagService, kb: str) -> dict[str, Any]:
     catalog = service.settings.catalog_path
     wal = catalog.with_name(catalog.name + "-wal")
-    service.catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with sqlite3.connect(catalog) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     storage = service.kb_storage(kb)
     catalog_bytes = catalog.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
     index_bytes = tree_bytes(service.kb_dir(kb))

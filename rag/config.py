@@ -251,6 +251,9 @@ class Settings(BaseSettings):
     jobs: JobsSettings = JobsSettings()
     store: StoreSettings = StoreSettings()
     sources: list[SyncSource] = []
+    # The catalog's database (env RAG_CATALOG_URL): unset, the SQLite file in `home` (the embedded default);
+    # `postgresql://USER:PASSWORD@HOST:PORT/DB` for a catalog shared by replicas (docs/deploy.md).
+    catalog_url: SecretStr | None = None
     # "KEY:role[:kb1,kb2]" entries separated by ";" — see docs/configuration.md.
     api_keys: SecretStr | None = None
 
@@ -273,6 +276,12 @@ class Settings(BaseSettings):
     @property
     def catalog_path(self) -> Path:
         return self.home / "catalog.sqlite"
+
+    @property
+    def catalog_target(self) -> Path | str:
+        """What ``Catalog`` opens: ``catalog_url`` when set, else the SQLite file in ``home``."""
+        url = self.catalog_url.get_secret_value().strip() if self.catalog_url is not None else ""
+        return url or self.catalog_path
 
     @property
     def kbs_dir(self) -> Path:

@@ -172,9 +172,17 @@ class JobRunner:
     def submit(self, kind: str, kb: str | None, work: JobFunction, total: int = 0,
                skip_if_active: bool = False, payload: dict[str, Any] | None = None) -> str:
         """Queue ``work`` in ``kb``'s lane; with ``skip_if_active`` a second job of the same kind and KB
-        (queued or running here) is recorded as skipped. ``payload``: see the module docstring."""
+        (queued or running here, or in another process or replica on the same catalog) is recorded as
+        skipped. ``payload``: see the module docstring."""
         job_id = uuid.uuid4().hex[:16]
-        self.store.create(job_id, kind, kb, total, owner=self.owner, payload=payload)
+        elsewhere = None
+        if skip_if_active:  # the catalog decides, atomically: replicas handed the same sync run it once
+            elsewhere = self.store.create_unless_active(job_id, kind, kb, time.time() - self.abandoned_after_s,
+                                                        total, owner=self.owner, payload=payload)
+        else:
+            self.store.create(job_id, kind, kb, total, owner=self.owner, payload=payload)
+        if elsewhere is not None:
+            return job_id  # recorded as skipped
         with self._lock:
             skipped = skip_if_active and self._active[(kind, kb)] > 0
             if not skipped:

@@ -81,7 +81,7 @@ class RagService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.catalog = Catalog(settings.catalog_path)
+        self.catalog = Catalog(settings.catalog_target)
         emb = settings.embedding
         self.router = EmbeddingRouter(emb.english, emb.chinese, emb.device, emb.batch_size,
                                       emb.cross_language_model)

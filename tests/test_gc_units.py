@@ -3,6 +3,7 @@ throttled sweep after commits, and the quota message."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -25,10 +26,12 @@ def test_unused_vectors_beyond_the_cache_are_dropped_newest_kept(tmp_path: Path)
     catalog.stage_chunks("kb", 1, "doc", [_chunk("live")])  # staged (not yet committed) chunks count as used
     for number, name in enumerate(["live", "old", "older", "newest"]):
         catalog.store_embeddings("m", {f"hash-{name}": np.ones(4, dtype=np.float32)})
-        catalog.db.execute("UPDATE embeddings SET created_at=? WHERE text_hash=?", (1000.0 + number, f"hash-{name}"))
+        with sqlite3.connect(tmp_path / "catalog.sqlite") as db:
+            db.execute("UPDATE embeddings SET created_at=? WHERE text_hash=?", (1000.0 + number, f"hash-{name}"))
     assert catalog.unused_embedding_count() == 3
     assert catalog.drop_unused_embeddings(keep=1) == 2
-    left = {row[0] for row in catalog.db.execute("SELECT text_hash FROM embeddings")}
+    with sqlite3.connect(tmp_path / "catalog.sqlite") as db:
+        left = {row[0] for row in db.execute("SELECT text_hash FROM embeddings")}
     assert left == {"hash-live", "hash-newest"}
     assert catalog.drop_unused_embeddings(keep=0) == 1 and catalog.embedding_count() == 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -55,11 +56,11 @@ def test_reingest_is_incremental_and_delete_removes_from_both_indexes(service, t
     service.create_kb("kb")
     first = service.ingest("kb", [docs])
     assert (first.added, first.updated, first.unchanged, first.failed) == (3, 0, 0, [])
-    embedded = service.catalog.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    embedded = service.catalog.embedding_count()
 
     again = service.ingest("kb", [docs])
     assert (again.added, again.updated, again.unchanged, again.chunks) == (0, 0, 3, 0)
-    assert service.catalog.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == embedded
+    assert service.catalog.embedding_count() == embedded
 
     (docs / "handbook/vacation.txt").write_text("Vacation policy. Employees receive 30 days of paid vacation.")
     changed = service.ingest("kb", [docs])
@@ -103,10 +104,11 @@ def test_sync_deletes_documents_whose_files_are_gone(service, tmp_path: Path) ->
     report = service.sync("kb", docs)
     assert (report.deleted, report.unchanged) == (1, 2)
     assert "travel/chengdu.md" not in _sources(service.search("kb", "Temple House hotel", top_k=10))
-    duplicates = service.catalog.db.execute(
-        "SELECT doc_id, ordinal, COUNT(*) FROM chunks WHERE kb='kb' AND deleted_gen IS NULL "
-        "GROUP BY doc_id, ordinal HAVING COUNT(*) > 1"
-    ).fetchall()
+    with sqlite3.connect(service.settings.catalog_path) as db:
+        duplicates = db.execute(
+            "SELECT doc_id, ordinal, COUNT(*) FROM chunks WHERE kb='kb' AND deleted_gen IS NULL "
+            "GROUP BY doc_id, ordinal HAVING COUNT(*) > 1"
+        ).fetchall()
     assert duplicates == []
 
 

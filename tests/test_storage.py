@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -69,7 +70,8 @@ def test_delete_and_gc_reclaim_storage(rag_home: Path, monkeypatch: pytest.Monke
     for doc in service.list_documents("hygiene"):
         service.delete_document("hygiene", doc.doc_id)
     report = service.collect_garbage()
-    live = service.catalog.db.execute("SELECT COUNT(*) FROM chunks WHERE deleted_gen IS NULL").fetchone()[0]
+    with sqlite3.connect(service.settings.catalog_path) as db:
+        live = db.execute("SELECT COUNT(*) FROM chunks WHERE deleted_gen IS NULL").fetchone()[0]
     assert live == 0
     # Only the configured cache of unused vectors is left (the sample KB has far more than 2 chunks).
     assert service.catalog.embedding_count() == 2 == report.unused_embeddings_kept
@@ -97,8 +99,8 @@ def test_gc_removes_stray_uploads_and_folders_of_deleted_kbs(service: RagService
     for job_id, age_days in (("ancient", 40), ("recent", 1)):
         jobs.create(job_id, "ingest", "strays")
         jobs.finish(job_id, "succeeded", {"added": 1})
-        service.catalog.db.execute("UPDATE jobs SET finished_at=? WHERE job_id=?",
-                                   (time.time() - age_days * 86400, job_id))
+        with sqlite3.connect(service.settings.catalog_path) as db:
+            db.execute("UPDATE jobs SET finished_at=? WHERE job_id=?", (time.time() - age_days * 86400, job_id))
     report = service.collect_garbage()
     assert not stray.exists() and not orphan.parent.exists() and waiting.exists()
     assert (report.upload_files_removed, report.upload_folders_removed) == (1, 1)

@@ -35,7 +35,7 @@ def readyz(state: ApiState = Depends(api_state), _: Principal = Depends(requires
 
 def _catalog_open(state: ApiState) -> bool:
     try:
-        state.service.catalog.db.execute("SELECT 1").fetchone()
+        state.service.catalog.ping()
     except Exception:
         return False
     return True

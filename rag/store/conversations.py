@@ -1,7 +1,6 @@
 """Conversations, their messages and the feedback on answers, in the catalog's database.
 
-Three tables of their own, created when the store opens (``CREATE TABLE IF NOT EXISTS``: older
-catalogs gain them, nothing else is touched). Feedback copies the question, the answer, its sources and
+Three tables of their own, created by the catalog's migrations (rag/store/migrations). Feedback copies the question, the answer, its sources and
 the settings used, so it outlives the conversation it was given in (an evaluation set should not
 shrink when a user tidies their sidebar).
 """
@@ -9,62 +8,18 @@ shrink when a user tidies their sidebar).
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import sqlalchemy as sa
 
 from rag.errors import ConversationNotFound, InvalidInput
 from rag.prompts import detect_language
 from rag.store.catalog import Catalog
 
 Rating = Literal["up", "down"]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id          TEXT PRIMARY KEY,
-    owner       TEXT NOT NULL,             -- the API key's label, or "local" without keys
-    kbs         TEXT NOT NULL,             -- JSON list of KB names
-    title       TEXT NOT NULL DEFAULT '',
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations (owner, updated_at);
-
-CREATE TABLE IF NOT EXISTS conversation_messages (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-    role            TEXT NOT NULL,         -- user | assistant
-    content         TEXT NOT NULL,
-    model_text      TEXT,                  -- an answer's model text alone (content adds quoted evidence)
-    kb              TEXT,                  -- the KB an answer came from
-    grounded        INTEGER,
-    citations       TEXT,                  -- JSON, assistant messages only
-    evidence        TEXT,                  -- JSON
-    settings        TEXT,                  -- JSON: the generation settings of an answer
-    created_at      REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON conversation_messages (conversation_id, id);
-
-CREATE TABLE IF NOT EXISTS message_feedback (
-    message_id      INTEGER PRIMARY KEY,   -- no foreign key: feedback outlives its conversation
-    conversation_id TEXT NOT NULL,
-    owner           TEXT NOT NULL,
-    kb              TEXT,
-    rating          TEXT NOT NULL,         -- up | down
-    comment         TEXT NOT NULL DEFAULT '',
-    expected        TEXT,                  -- the right answer, when the rater gave it
-    question        TEXT NOT NULL,
-    answer          TEXT NOT NULL,
-    model_text      TEXT,
-    sources         TEXT NOT NULL,         -- JSON: the answer's citations
-    settings        TEXT,                  -- JSON
-    created_at      REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS feedback_by_kb ON message_feedback (kb, rating, created_at);
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
@@ -150,57 +105,61 @@ class FeedbackRecord:
 
 
 class ConversationStore:
-    """One instance per catalog; thread-safe the way the catalog is (its per-thread connection)."""
+    """One instance per catalog; thread-safe the way the catalog is."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        catalog.db.executescript(SCHEMA)
+        self.db = catalog.database
+
+    def _rows(self, sql: str, params: dict[str, Any], expanding: str | None = None) -> list[Any]:
+        query = sa.text(sql)
+        if expanding:
+            query = query.bindparams(sa.bindparam(expanding, expanding=True))
+        with self.db.connect() as conn:
+            return list(conn.execute(query, params).mappings().all())
 
     # -- conversations -----------------------------------------------------------------------
     def create(self, owner: str, kbs: list[str], title: str = "") -> Conversation:
         now = time.time()
         conversation = Conversation(uuid.uuid4().hex, owner, list(kbs), title, now, now)
-        with self.catalog.transaction() as db:
-            db.execute("INSERT INTO conversations (id, owner, kbs, title, created_at, updated_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       (conversation.id, owner, json.dumps(kbs, ensure_ascii=False), title, now, now))
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.text("INSERT INTO conversations (id, owner, kbs, title, created_at, updated_at) "
+                                 "VALUES (:id, :owner, :kbs, :title, :now, :now)"),
+                         {"id": conversation.id, "owner": owner, "kbs": json.dumps(kbs, ensure_ascii=False),
+                          "title": title, "now": now})
         return conversation
 
     def list(self, owner: str | None = None, limit: int = 200) -> list[Conversation]:
         """Newest first; ``owner=None``: everyone's (an admin's view)."""
-        if owner is None:
-            rows = self.catalog.db.execute(
-                "SELECT * FROM conversations ORDER BY updated_at DESC LIMIT ?", (limit,)).fetchall()
-        else:
-            rows = self.catalog.db.execute(
-                "SELECT * FROM conversations WHERE owner=? ORDER BY updated_at DESC LIMIT ?",
-                (owner, limit)).fetchall()
+        where = "" if owner is None else "WHERE owner=:owner "
+        rows = self._rows(f"SELECT * FROM conversations {where}ORDER BY updated_at DESC LIMIT :limit",
+                          {"owner": owner, "limit": limit})
         return [_conversation(row) for row in rows]
 
     def get(self, conversation_id: str, owner: str | None = None) -> Conversation:
         """A conversation of ``owner`` (``None``: anyone's); another owner's reads as not found."""
-        row = self.catalog.db.execute("SELECT * FROM conversations WHERE id=?", (conversation_id,)).fetchone()
-        if row is None or (owner is not None and row["owner"] != owner):
+        rows = self._rows("SELECT * FROM conversations WHERE id=:id", {"id": conversation_id})
+        if not rows or (owner is not None and rows[0]["owner"] != owner):
             raise ConversationNotFound(f"conversation '{conversation_id}' not found")
-        return _conversation(row)
+        return _conversation(rows[0])
 
     def update(self, conversation_id: str, title: str | None = None, kbs: list[str] | None = None) -> None:
-        with self.catalog.transaction() as db:
+        with self.catalog.transaction() as conn:
             if title is not None:
-                db.execute("UPDATE conversations SET title=?, updated_at=? WHERE id=?",
-                           (title, time.time(), conversation_id))
+                conn.execute(sa.text("UPDATE conversations SET title=:title, updated_at=:now WHERE id=:id"),
+                             {"title": title, "now": time.time(), "id": conversation_id})
             if kbs is not None:
-                db.execute("UPDATE conversations SET kbs=?, updated_at=? WHERE id=?",
-                           (json.dumps(kbs, ensure_ascii=False), time.time(), conversation_id))
+                conn.execute(sa.text("UPDATE conversations SET kbs=:kbs, updated_at=:now WHERE id=:id"),
+                             {"kbs": json.dumps(kbs, ensure_ascii=False), "now": time.time(), "id": conversation_id})
 
     def delete(self, conversation_id: str) -> None:
-        with self.catalog.transaction() as db:
-            db.execute("DELETE FROM conversations WHERE id=?", (conversation_id,))
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.text("DELETE FROM conversations WHERE id=:id"), {"id": conversation_id})
 
     # -- messages ----------------------------------------------------------------------------
     def messages(self, conversation_id: str) -> list[StoredMessage]:
-        rows = self.catalog.db.execute(
-            "SELECT * FROM conversation_messages WHERE conversation_id=? ORDER BY id", (conversation_id,)).fetchall()
+        rows = self._rows("SELECT * FROM conversation_messages WHERE conversation_id=:id ORDER BY id",
+                          {"id": conversation_id})
         return [_message(row) for row in rows]
 
     def add_exchange(self, conversation_id: str, question: str, answer: AnswerRecord,
@@ -208,20 +167,22 @@ class ConversationStore:
         """Store a question and its answer together (a failed answer leaves no orphan question);
         returns the answer's message id. ``title``: set when the conversation has none yet."""
         now = time.time()
-        with self.catalog.transaction() as db:
-            db.execute("INSERT INTO conversation_messages (conversation_id, role, content, created_at) "
-                       "VALUES (?, 'user', ?, ?)", (conversation_id, question, now))
-            cursor = db.execute(
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.text("INSERT INTO conversation_messages (conversation_id, role, content, created_at) "
+                                 "VALUES (:id, 'user', :content, :now)"),
+                         {"id": conversation_id, "content": question, "now": now})
+            message_id = conn.execute(sa.text(
                 "INSERT INTO conversation_messages (conversation_id, role, content, model_text, kb, grounded, "
-                "citations, evidence, settings, created_at) VALUES (?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (conversation_id, answer.content, answer.model_text, answer.kb, int(answer.grounded),
-                 json.dumps(answer.citations, ensure_ascii=False), json.dumps(answer.evidence, ensure_ascii=False),
-                 json.dumps(answer.settings, ensure_ascii=False), now))
-            db.execute("UPDATE conversations SET updated_at=?, title=CASE WHEN title='' THEN ? ELSE title END "
-                       "WHERE id=?", (now, title or "", conversation_id))
-            message_id = cursor.lastrowid
-        assert message_id is not None
-        return message_id
+                "citations, evidence, settings, created_at) VALUES (:id, 'assistant', :content, :model_text, :kb, "
+                ":grounded, :citations, :evidence, :settings, :now) RETURNING id"),
+                {"id": conversation_id, "content": answer.content, "model_text": answer.model_text, "kb": answer.kb,
+                 "grounded": int(answer.grounded), "citations": json.dumps(answer.citations, ensure_ascii=False),
+                 "evidence": json.dumps(answer.evidence, ensure_ascii=False),
+                 "settings": json.dumps(answer.settings, ensure_ascii=False), "now": now}).scalar_one()
+            conn.execute(sa.text("UPDATE conversations SET updated_at=:now, "
+                                 "title=CASE WHEN title='' THEN :title ELSE title END WHERE id=:id"),
+                         {"now": now, "title": title or "", "id": conversation_id})
+        return int(message_id)
 
     # -- feedback ----------------------------------------------------------------------------
     def set_feedback(self, conversation: Conversation, message_id: int, rating: Rating, comment: str = "",
@@ -238,28 +199,29 @@ class ConversationStore:
         record = FeedbackRecord(message_id, conversation.id, conversation.owner, answer.kb, rating, comment,
                                 expected or None, question, answer.content, answer.citations, answer.settings, time.time(),
                                 answer.model_text)
-        with self.catalog.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO message_feedback (message_id, conversation_id, owner, kb, rating, comment, "
-                "expected, question, answer, model_text, sources, settings, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (message_id, conversation.id, conversation.owner, answer.kb, rating, comment, record.expected, question,
-                 answer.content, answer.model_text, json.dumps(answer.citations, ensure_ascii=False),
-                 json.dumps(answer.settings, ensure_ascii=False), record.created_at))
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO message_feedback (message_id, conversation_id, owner, kb, rating, comment, expected, "
+                "question, answer, model_text, sources, settings, created_at) VALUES (:message_id, :conversation_id, "
+                ":owner, :kb, :rating, :comment, :expected, :question, :answer, :model_text, :sources, :settings, "
+                ":now) ON CONFLICT(message_id) DO UPDATE SET conversation_id=excluded.conversation_id, "
+                "owner=excluded.owner, kb=excluded.kb, rating=excluded.rating, comment=excluded.comment, "
+                "expected=excluded.expected, question=excluded.question, answer=excluded.answer, "
+                "model_text=excluded.model_text, sources=excluded.sources, settings=excluded.settings, "
+                "created_at=excluded.created_at"),
+                {"message_id": message_id, "conversation_id": conversation.id, "owner": conversation.owner,
+                 "kb": answer.kb, "rating": rating, "comment": comment, "expected": record.expected,
+                 "question": question, "answer": answer.content, "model_text": answer.model_text,
+                 "sources": json.dumps(answer.citations, ensure_ascii=False),
+                 "settings": json.dumps(answer.settings, ensure_ascii=False), "now": record.created_at})
         return record
 
     def feedback(self, kb: str | None = None, rating: Rating | None = None, limit: int = 100_000) -> list[FeedbackRecord]:
         """Oldest first, so an export reads in the order the questions were asked."""
-        clauses, args = [], []
-        if kb is not None:
-            clauses.append("kb=?")
-            args.append(kb)
-        if rating is not None:
-            clauses.append("rating=?")
-            args.append(rating)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.catalog.db.execute(
-            f"SELECT * FROM message_feedback {where} ORDER BY created_at, message_id LIMIT ?", (*args, limit)).fetchall()
+        clauses = [clause for clause, value in (("kb=:kb", kb), ("rating=:rating", rating)) if value is not None]
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        rows = self._rows(f"SELECT * FROM message_feedback {where}ORDER BY created_at, message_id LIMIT :limit",
+                          {"kb": kb, "rating": rating, "limit": limit})
         return [FeedbackRecord(row["message_id"], row["conversation_id"], row["owner"], row["kb"], row["rating"],
                                row["comment"], row["expected"], row["question"], row["answer"], json.loads(row["sources"]),
                                json.loads(row["settings"] or "{}"), row["created_at"],
@@ -269,18 +231,17 @@ class ConversationStore:
         """The rating of each of these messages that has one."""
         if not message_ids:
             return {}
-        marks = ",".join("?" * len(message_ids))
-        rows = self.catalog.db.execute(
-            f"SELECT message_id, rating FROM message_feedback WHERE message_id IN ({marks})", message_ids).fetchall()
+        rows = self._rows("SELECT message_id, rating FROM message_feedback WHERE message_id IN :ids",
+                          {"ids": [int(i) for i in message_ids]}, expanding="ids")
         return {row["message_id"]: row["rating"] for row in rows}
 
 
-def _conversation(row: sqlite3.Row) -> Conversation:
+def _conversation(row: Any) -> Conversation:
     return Conversation(row["id"], row["owner"], json.loads(row["kbs"]), row["title"], row["created_at"],
                         row["updated_at"])
 
 
-def _message(row: sqlite3.Row) -> StoredMessage:
+def _message(row: Any) -> StoredMessage:
     return StoredMessage(
         id=row["id"], conversation_id=row["conversation_id"], role=row["role"], content=row["content"],
         model_text=row["model_text"] or "",

@@ -1,24 +1,25 @@
 """Background-job records in the catalog's database: status, progress, result, owner and resume payload.
 
-The ``jobs`` table is created by the catalog's schema; this repository adds the columns it needs for
-resuming and cancelling (older catalogs gain them), and is the only code that reads or writes job rows.
-A job row whose KB was deleted is gone: a runner that finds its row missing treats the job as cancelled.
+The ``jobs`` table is created by the catalog's migrations; this repository is the only code that reads
+or writes job rows. A job row whose KB was deleted is gone: a runner that finds its row missing treats the
+job as cancelled. The owner and its heartbeat are the job's lease: on a shared (PostgreSQL) catalog a
+replica takes over an abandoned job with ``claim``, which locks the row ``FOR UPDATE SKIP LOCKED`` so two
+replicas noticing the same stale job never both run it.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import sqlalchemy as sa
 
 from rag.store.catalog import Catalog
 
 UNFINISHED = ("queued", "running")
 FINISHED = ("succeeded", "failed", "skipped", "cancelled")
-
-_NEW_COLUMNS = {"owner": "TEXT", "heartbeat_at": "REAL", "payload": "TEXT", "cancel_requested": "INTEGER"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class JobRecord:
         }
 
 
-def _record(row: sqlite3.Row) -> JobRecord:
+def _record(row: Any) -> JobRecord:
     return JobRecord(
         job_id=row["job_id"], kb=row["kb"], kind=row["kind"], status=row["status"], done=row["done"],
         total=row["total"], result=json.loads(row["result"]) if row["result"] else None, error=row["error"],
@@ -75,31 +76,53 @@ class JobStore:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        present = {row["name"] for row in catalog.db.execute("PRAGMA table_info(jobs)")}
-        if any(name not in present for name in _NEW_COLUMNS):
-            with self.catalog.transaction() as db:  # re-read inside the write lock: another process may have added them
-                present = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-                for name, kind in _NEW_COLUMNS.items():
-                    if name not in present:
-                        db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+        self.db = catalog.database
 
     # -- writing -------------------------------------------------------------------------------
+    def _write(self, sql: str, params: dict[str, Any] | list[dict[str, Any]]) -> int:
+        """Run one statement in the catalog's write transaction; the rows it changed."""
+        with self.catalog.transaction() as conn:
+            return conn.execute(sa.text(sql), params).rowcount
+
     def create(self, job_id: str, kind: str, kb: str | None, total: int = 0, owner: str | None = None,
                payload: dict[str, Any] | None = None) -> None:
         now = time.time()
-        with self.catalog.transaction() as db:
-            db.execute(
-                "INSERT INTO jobs(job_id, kb, kind, status, total, created_at, owner, heartbeat_at, payload,"
-                " cancel_requested) VALUES (?,?,?,?,?,?,?,?,?,0)",
-                (job_id, kb, kind, "queued", total, now, owner, now,
-                 json.dumps(payload, ensure_ascii=False) if payload is not None else None),
-            )
+        self._write(
+            "INSERT INTO jobs(job_id, kb, kind, status, total, created_at, owner, heartbeat_at, payload,"
+            " cancel_requested) VALUES (:id, :kb, :kind, 'queued', :total, :now, :owner, :now, :payload, 0)",
+            {"id": job_id, "kb": kb, "kind": kind, "total": total, "now": now, "owner": owner,
+             "payload": json.dumps(payload, ensure_ascii=False) if payload is not None else None})
+
+    def create_unless_active(self, job_id: str, kind: str, kb: str | None, alive_since: float, total: int = 0,
+                             owner: str | None = None, payload: dict[str, Any] | None = None) -> str | None:
+        """Create the job unless an unfinished job of the same kind and KB, whose runner beat since
+        ``alive_since``, exists (in any process or replica on this catalog): then the job is recorded as
+        skipped and that job's id returned. Check and insert are one write transaction, so two replicas
+        handed the same sync at once run it once."""
+        now = time.time()
+        with self.catalog.transaction() as conn:
+            active = conn.execute(sa.text(
+                "SELECT job_id FROM jobs WHERE kind=:kind AND kb IS NOT DISTINCT FROM :kb AND status IN ('queued','running') "
+                "AND heartbeat_at>=:since ORDER BY created_at LIMIT 1"
+                if not self.db.sqlite else
+                "SELECT job_id FROM jobs WHERE kind=:kind AND kb IS :kb AND status IN ('queued','running') "
+                "AND heartbeat_at>=:since ORDER BY created_at LIMIT 1"),
+                {"kind": kind, "kb": kb, "since": alive_since}).scalar()
+            conn.execute(sa.text(
+                "INSERT INTO jobs(job_id, kb, kind, status, total, created_at, owner, heartbeat_at, payload, "
+                "cancel_requested, error, finished_at) VALUES (:id, :kb, :kind, :status, :total, :now, :owner, :now, "
+                ":payload, 0, :error, :finished)"),
+                {"id": job_id, "kb": kb, "kind": kind, "total": total, "now": now, "owner": owner,
+                 "status": "queued" if active is None else "skipped",
+                 "error": None if active is None else f"a {kind} of '{kb}' is already running (job {active})",
+                 "finished": None if active is None else now,
+                 "payload": json.dumps(payload, ensure_ascii=False) if payload is not None else None})
+        return active
 
     def beat(self, owner: str) -> None:
-        """``owner`` is alive: refresh the heartbeat of its unfinished jobs."""
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE jobs SET heartbeat_at=? WHERE owner=? AND status IN ('queued','running')",
-                       (time.time(), owner))
+        """``owner`` is alive: refresh the heartbeat (the lease) of its unfinished jobs."""
+        self._write("UPDATE jobs SET heartbeat_at=:now WHERE owner=:owner AND status IN ('queued','running')",
+                    {"now": time.time(), "owner": owner})
 
     def update(self, job_id: str, **fields: Any) -> None:
         if "result" in fields and fields["result"] is not None:
@@ -108,96 +131,102 @@ class JobStore:
             fields.setdefault("started_at", time.time())
         if fields.get("status") in FINISHED:
             fields.setdefault("finished_at", time.time())
-        assignments = ", ".join(f"{key}=?" for key in fields)
-        with self.catalog.transaction() as db:
-            db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*fields.values(), job_id))
+        if not fields:
+            return
+        unknown = set(fields) - _COLUMNS
+        if unknown:
+            raise ValueError(f"not job columns: {sorted(unknown)}")
+        assignments = ", ".join(f"{key}=:{key}" for key in fields)
+        self._write(f"UPDATE jobs SET {assignments} WHERE job_id=:job_id", {**fields, "job_id": job_id})
 
     def finish(self, job_id: str, status: str, result: dict[str, Any] | None = None,
                error: str | None = None) -> None:
         """End an unfinished job (a job already ended, e.g. cancelled while queued, keeps its status)."""
-        with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET status=?, result=?, error=?, finished_at=? WHERE job_id=?"
-                " AND status IN ('queued','running')",
-                (status, json.dumps(result, ensure_ascii=False) if result is not None else None, error,
-                 time.time(), job_id),
-            )
+        self._write(
+            "UPDATE jobs SET status=:status, result=:result, error=:error, finished_at=:now WHERE job_id=:id"
+            " AND status IN ('queued','running')",
+            {"status": status, "result": json.dumps(result, ensure_ascii=False) if result is not None else None,
+             "error": error, "now": time.time(), "id": job_id})
 
     def start(self, job_id: str) -> bool:
         """queued → running; False when the job is no longer queued (cancelled, or its KB deleted)."""
-        with self.catalog.transaction() as db:
-            return db.execute(
-                "UPDATE jobs SET status='running', started_at=COALESCE(started_at, ?) WHERE job_id=?"
-                " AND status='queued' AND NOT cancel_requested", (time.time(), job_id),
-            ).rowcount == 1
+        return self._write(
+            "UPDATE jobs SET status='running', started_at=COALESCE(started_at, :now) WHERE job_id=:id"
+            " AND status='queued' AND COALESCE(cancel_requested, 0)=0", {"now": time.time(), "id": job_id}) == 1
 
     def claim(self, job_id: str, previous_owner: str | None, owner: str) -> bool:
-        """Take over an abandoned unfinished job to run it again (queued, new owner); False if another won."""
-        with self.catalog.transaction() as db:
-            return db.execute(
-                "UPDATE jobs SET owner=?, status='queued', heartbeat_at=?, error=NULL WHERE job_id=?"
-                " AND status IN ('queued','running') AND owner IS ?", (owner, time.time(), job_id, previous_owner),
-            ).rowcount == 1
+        """Take over an abandoned unfinished job to run it again (queued, new owner); False if another won.
+
+        The row is locked first (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's write transaction is
+        already exclusive): a replica claiming it at the same moment skips it instead of waiting."""
+        same_owner = "owner IS NULL" if previous_owner is None else "owner=:previous"
+        lock = "" if self.db.sqlite else " FOR UPDATE SKIP LOCKED"
+        params = {"id": job_id, "previous": previous_owner, "owner": owner, "now": time.time()}
+        with self.catalog.transaction() as conn:
+            if conn.execute(sa.text(f"SELECT job_id FROM jobs WHERE job_id=:id AND status IN ('queued','running') "
+                                    f"AND {same_owner}{lock}"), params).first() is None:
+                return False
+            return conn.execute(sa.text(
+                "UPDATE jobs SET owner=:owner, status='queued', heartbeat_at=:now, error=NULL WHERE job_id=:id"),
+                params).rowcount == 1
 
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """Ask an unfinished job to stop; a queued one is cancelled at once. The job as it now stands."""
-        now = time.time()
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE jobs SET cancel_requested=1 WHERE job_id=? AND status IN ('queued','running')",
-                       (job_id,))
-            db.execute("UPDATE jobs SET status='cancelled', error=?, finished_at=? WHERE job_id=? AND status='queued'",
-                       ("cancelled before it started", now, job_id))
+        with self.catalog.transaction() as conn:
+            conn.execute(sa.text("UPDATE jobs SET cancel_requested=1 WHERE job_id=:id AND status IN ('queued','running')"),
+                         {"id": job_id})
+            conn.execute(sa.text("UPDATE jobs SET status='cancelled', error=:error, finished_at=:now "
+                                 "WHERE job_id=:id AND status='queued'"),
+                         {"error": "cancelled before it started", "now": time.time(), "id": job_id})
         return self.get(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether the job should stop now: cancel asked, or its row gone (its KB was deleted)."""
-        row = self.catalog.db.execute("SELECT cancel_requested FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        return row is None or bool(row["cancel_requested"])
+        with self.db.connect() as conn:
+            row = conn.execute(sa.text("SELECT cancel_requested FROM jobs WHERE job_id=:id"), {"id": job_id}).first()
+        return row is None or bool(row[0])
 
     def forget_kb(self, kb: str) -> list[str]:
         """Delete every job row of ``kb`` (its runners see them gone and stop); the ids that were unfinished."""
-        with self.catalog.transaction() as db:
-            unfinished = [row["job_id"] for row in db.execute(
-                "SELECT job_id FROM jobs WHERE kb=? AND status IN ('queued','running')", (kb,))]
-            db.execute("DELETE FROM jobs WHERE kb=?", (kb,))
+        with self.catalog.transaction() as conn:
+            unfinished = list(conn.execute(sa.text(
+                "SELECT job_id FROM jobs WHERE kb=:kb AND status IN ('queued','running')"), {"kb": kb}).scalars())
+            conn.execute(sa.text("DELETE FROM jobs WHERE kb=:kb"), {"kb": kb})
         return unfinished
 
     def fail_unfinished(self, job_ids: list[str], reason: str) -> int:
         """Mark these jobs failed, unless they finished in the meantime."""
         now = time.time()
-        with self.catalog.transaction() as db:
-            return sum(db.execute(
-                "UPDATE jobs SET status='failed', error=?, finished_at=? WHERE job_id=? AND status IN ('queued','running')",
-                (reason, now, job_id),
-            ).rowcount for job_id in job_ids)
+        with self.catalog.transaction() as conn:
+            return sum(conn.execute(sa.text(
+                "UPDATE jobs SET status='failed', error=:reason, finished_at=:now WHERE job_id=:id "
+                "AND status IN ('queued','running')"), {"reason": reason, "now": now, "id": job_id}).rowcount
+                for job_id in job_ids)
 
     def purge_finished(self, older_than_s: float) -> int:
         """Delete the rows of jobs that ended more than ``older_than_s`` seconds ago (``rag gc``); how many."""
-        cutoff = time.time() - older_than_s
-        with self.catalog.transaction() as db:
-            return db.execute(
-                "DELETE FROM jobs WHERE status IN ('succeeded','failed','skipped','cancelled')"
-                " AND COALESCE(finished_at, created_at) < ?", (cutoff,),
-            ).rowcount
+        return self._write(
+            "DELETE FROM jobs WHERE status IN ('succeeded','failed','skipped','cancelled')"
+            " AND COALESCE(finished_at, created_at) < :cutoff", {"cutoff": time.time() - older_than_s})
 
     # -- reading -------------------------------------------------------------------------------
+    def _read(self, sql: str, params: dict[str, Any]) -> list[JobRecord]:
+        with self.db.connect() as conn:
+            return [_record(row) for row in conn.execute(sa.text(sql), params).mappings().all()]
+
     def get(self, job_id: str) -> JobRecord | None:
-        row = self.catalog.db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        return _record(row) if row else None
+        found = self._read("SELECT * FROM jobs WHERE job_id=:id", {"id": job_id})
+        return found[0] if found else None
 
     def list(self, kb: str | None = None, limit: int = 50) -> list[JobRecord]:
         if kb is None:
-            rows = self.catalog.db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
-        else:
-            rows = self.catalog.db.execute(
-                "SELECT * FROM jobs WHERE kb=? ORDER BY created_at DESC LIMIT ?", (kb, limit))
-        return [_record(row) for row in rows.fetchall()]
+            return self._read("SELECT * FROM jobs ORDER BY created_at DESC LIMIT :limit", {"limit": limit})
+        return self._read("SELECT * FROM jobs WHERE kb=:kb ORDER BY created_at DESC LIMIT :limit",
+                          {"kb": kb, "limit": limit})
 
     def unfinished(self) -> list[JobRecord]:
         """Every queued or running job, oldest first."""
-        rows = self.catalog.db.execute(
-            "SELECT * FROM jobs WHERE status IN ('queued','running') ORDER BY created_at").fetchall()
-        return [_record(row) for row in rows]
+        return self._read("SELECT * FROM jobs WHERE status IN ('queued','running') ORDER BY created_at", {})
 
     def pending_files(self, kb: str | None = None) -> set[str]:
         """Paths named by unfinished jobs' payloads (uploads waiting to be ingested): ``rag gc`` keeps them."""
@@ -206,3 +235,7 @@ class JobStore:
             if job.payload and (kb is None or job.kb == kb):
                 paths.update(str(path) for path, _source in job.payload.get("files", []))
         return paths
+
+
+_COLUMNS = {"kb", "kind", "status", "done", "total", "result", "error", "created_at", "started_at", "finished_at",
+            "owner", "heartbeat_at", "payload", "cancel_requested"}

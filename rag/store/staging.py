@@ -11,8 +11,6 @@ import threading
 from pathlib import Path
 from typing import Self
 
-from filelock import FileLock, Timeout
-
 from rag.errors import RagError
 from rag.store.catalog import Catalog, StagedDocument
 from rag.types import IndexChunk
@@ -35,14 +33,15 @@ def _thread_lock(key: str) -> threading.Lock:
 
 
 class StagingWriter:
-    """One writer per KB at a time, across threads (a lock per folder) and processes (a file lock)."""
+    """One writer per KB at a time, across threads (a lock per folder) and processes or replicas (the
+    catalog's writer lock: a file lock beside a SQLite catalog, an advisory lock on PostgreSQL)."""
 
     def __init__(self, catalog: Catalog, kb: str, folder: Path, wait: bool = True) -> None:
         self.catalog = catalog
         self.kb = kb
         self.kb_dir = folder
         self._wait = wait
-        self._file_lock = FileLock(str(folder / "write.lock"))
+        self._file_lock = catalog.writer_lock(kb, folder)
         self._thread_lock = _thread_lock(str(folder.resolve()))
         self._staged: list[StagedDocument] = []
         self._deleted: list[str] = []
@@ -63,13 +62,13 @@ class StagingWriter:
         if not self._thread_lock.acquire(blocking=self._wait):
             raise busy
         try:
-            self._file_lock.acquire(timeout=-1 if self._wait else 0)
-        except Timeout:
-            self._thread_lock.release()
-            raise busy from None
+            taken = self._file_lock.acquire(timeout=-1 if self._wait else 0)
         except BaseException:
             self._thread_lock.release()
             raise
+        if not taken:
+            self._thread_lock.release()
+            raise busy
         try:
             self._open()
         except BaseException:

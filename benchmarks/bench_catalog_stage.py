@@ -1,0 +1,59 @@
+"""Catalog staging speed: stage N chunks (documents of --per-doc chunks, --per-call documents per staging
+call, as the writer stages an ingest batch) and commit them as one generation.
+
+    python benchmarks/bench_catalog_stage.py --chunks 10000 [--catalog-url postgresql://…] [--json]
+
+Without --catalog-url, a fresh SQLite file in a temporary folder. Prints stage_s, commit_s, total_s,
+chunks_per_s (the median of --repeat runs, each into a new KB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from rag.store.catalog import Catalog, StagedDocument
+from rag.types import IndexChunk
+
+
+def run(catalog: Catalog, kb: str, chunks: int, per_doc: int, per_call: int) -> tuple[float, float]:
+    catalog.create_kb(kb)
+    docs = [(f"doc-{d}", [IndexChunk(i, f"chunk {i} of document {d} " * 20, None, None, "en", f"{kb}-{d}-{i}",
+                                     [f"t{i % 50}", f"d{d}", "chunk"] * 30) for i in range(per_doc)])
+            for d in range(chunks // per_doc)]
+    started = time.perf_counter()
+    for start in range(0, len(docs), per_call):
+        catalog.stage_documents(kb, 1, docs[start : start + per_call])
+    staged = time.perf_counter()
+    catalog.commit(kb, 1, [StagedDocument(doc_id, f"{doc_id}.md", None, "md", doc_id, 1, None, len(c))
+                           for doc_id, c in docs], [])
+    return staged - started, time.perf_counter() - staged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--per-doc", type=int, default=20)
+    parser.add_argument("--per-call", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--catalog-url")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-catalog-"))
+    catalog = Catalog(args.catalog_url or folder / "catalog.sqlite")
+    runs = [run(catalog, f"kb{n}", args.chunks, args.per_doc, args.per_call) for n in range(args.repeat)]
+    stage = statistics.median(r[0] for r in runs)
+    commit = statistics.median(r[1] for r in runs)
+    result = {"chunks": args.chunks, "database": "sqlite" if args.catalog_url is None else "postgresql",
+              "stage_s": round(stage, 3), "commit_s": round(commit, 3), "total_s": round(stage + commit, 3),
+              "chunks_per_s": round(args.chunks / (stage + commit)), "runs": [[round(a, 3), round(b, 3)] for a, b in runs]}
+    print(json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()))
+    catalog.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The catalog's repositories, one job each, over the shared ``Database`` (rag.store.db)."""
