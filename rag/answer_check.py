@@ -8,6 +8,8 @@ against the sources it cites (all sources when it cites none) before the user se
 - numbers: every number in the sentence (digits, English number words, Chinese numerals) must occur in
   a cited source, or in the question;
 - names: capitalised words, model numbers and addresses must occur in a cited source or the question;
+- a question asking for a figure ("how long", 多少, 几) needs a number in the sentence when the sources hold one;
+- for a yes/no question, a sentence must negate what the source sentence it copies negates, and only that;
 - a bare "yes"/"no" must agree with the source sentence closest to the question (negated or not);
 - wording: at least ``min_lexical`` of the sentence's content words (BM25 tokens not in the question)
   are in a cited source; for an answer in the other language than its source, the sentence's cosine
@@ -59,6 +61,14 @@ _LINE_MARK = re.compile(r"^\s*(?:[-*•]+|\d+[.)])\s+|\*\*")
 _QUANTITY_QUESTION = re.compile(
     r"\bhow (?:long|many|much|often|old|far|large|big|heavy|loud|high|soon)\b|\bwhen\b|\bwhat (?:year|time|date)\b"
     r"|多少|多久|多长|多大|多重|多高|多远|几|哪一年|何时|什么时候", re.IGNORECASE)
+# Questions that ask for a figure (a duration, an amount, a count): an answer sentence without one does not answer.
+_FIGURE_QUESTION = re.compile(
+    r"\bhow (?:long|many|much|often|old|far|large|big|heavy|loud|high)\b|多少|多久|多长|多大|多重|多高|多远|几(?!乎)",
+    re.IGNORECASE)
+# A question answered by yes or no: its answer's negation must be that of the source sentence it copies.
+_POLAR_QUESTION = re.compile(
+    r"^\W*(?:do|does|did|is|are|was|were|can|could|may|might|will|would|should|has|have|had|must)\b|吗\W*$|是否|能否|可否",
+    re.IGNORECASE)
 _ANSWER_WORDS = frozenset({"yes", "no", "not", "never", "cannot", "can", "can't", "是", "对", "可以", "不", "不能",
                            "不可以", "有", "没有", "的", "是的"})
 # Words of how a question is asked, not of what it is about ("How long is the warranty?").
@@ -152,6 +162,9 @@ class SupportChecker:
         allowed = numbers(joined) | numbers(self.question)
         for number in sorted(numbers(claim) - allowed):
             return f"number {number:g}"
+        if _FIGURE_QUESTION.search(self.question) and not numbers(claim) and numbers(joined):
+            # "空气净化器在睡眠模式下噪音较大。" for "… 噪音有多大？" over "… at 22 decibels": the figure asked for is missing.
+            return "no figure"
         folded = fold(joined + "\n" + self.question)
         for name in _NAME.findall(claim):
             if fold(name) not in folded:
@@ -161,6 +174,8 @@ class SupportChecker:
             return "yes/no"
         if not self._worded_like(claim, evidence):
             return "wording"
+        if not bare and _POLAR_QUESTION.search(self.question) and polarity_disagrees(claim, evidence):
+            return "negation"
         if not self._about_the_question(claim, evidence, context):
             return "off the question"
         return ""
@@ -302,6 +317,19 @@ def yes_no_disagrees(claim: str, question: str, evidence: list[str], term_weight
     key = {t for t, value in specificity.items() if value == top}
     negated = [bool(_NEGATION.search(s)) for s, tokens in sentences if key & tokens]
     return not all(negated) if said_no else all(negated)
+
+
+def polarity_disagrees(claim: str, evidence: list[str]) -> bool:
+    """The claim affirms what the source sentence it copies negates, or the reverse: "扫地机器人支持5GHz的Wi-Fi网络。"
+    over "机器人只支持2.4GHz的Wi-Fi网络，不支持5GHz网络。". The sentence copied is the one sharing most of the
+    claim's words; the same language only (a negation cannot be read across scripts by these words)."""
+    language = detect_language(claim)
+    tokens = set(default_tokenizer(claim))
+    sentences = [s for text in evidence if detect_language(text) == language for s in source_sentences(text)]
+    if not tokens or not sentences:
+        return False
+    anchor = max(sentences, key=lambda s: len(tokens & set(default_tokenizer(s))))
+    return bool(_NEGATION.search(claim)) != bool(_NEGATION.search(anchor))
 
 
 def source_sentences(text: str) -> list[str]:

@@ -69,9 +69,30 @@ class QAResult:
 
     @property
     def correct(self) -> bool:
+        """The delivered answer's own words hold the gold answer: the model's checked sentences, or the quoted
+        fallback. The evidence quotes printed under the model's words do not count: a wrong model sentence
+        above a quote that holds the right figure leaves the reader with two answers, and is wrong."""
+        if not self.question.answerable:
+            return self.declined
+        return not self.declined and is_correct(answer_claim(self.answer), self.question)
+
+    @property
+    def correct_with_quotes(self) -> bool:
+        """The lenient reading (the evidence quotes count too), printed beside the strict one for comparison."""
         if not self.question.answerable:
             return self.declined
         return not self.declined and is_correct(self.answer, self.question)
+
+
+_EVIDENCE_LINE = re.compile(r'^(?:Source text: "|原文：「)')
+
+
+def answer_claim(answer: str) -> str:
+    """The answer without the evidence quotes appended under it (prompts' ``evidence`` lines after a blank line)."""
+    head, _, tail = answer.rpartition("\n\n")
+    if head and tail.strip() and all(_EVIDENCE_LINE.match(line) for line in tail.strip().splitlines()):
+        return head
+    return answer
 
 
 def load_questions(path: Path) -> list[QAQuestion]:
@@ -125,6 +146,7 @@ def summarise(results: Sequence[QAResult]) -> dict[str, Any]:
         row: dict[str, Any] = {"questions": len(group),
                                "model_accuracy": _share(r.model_correct for r in group),
                                "answer_accuracy": _share(r.correct for r in group),
+                               "answer_or_quote_accuracy": _share(r.correct_with_quotes for r in group),
                                "declined": _share(r.declined for r in group)}
         if category != "none":
             row["right_doc_first"] = _share(r.right_doc_first for r in group)
@@ -139,8 +161,10 @@ def summarise(results: Sequence[QAResult]) -> dict[str, Any]:
         "categories": per_category,
         "same_language_model_accuracy": _share(r.model_correct for r in same),
         "same_language_answer_accuracy": _share(r.correct for r in same),
+        "same_language_answer_or_quote_accuracy": _share(r.correct_with_quotes for r in same),
         "cross_language_model_accuracy": _share(r.model_correct for r in cross),
         "cross_language_answer_accuracy": _share(r.correct for r in cross),
+        "cross_language_answer_or_quote_accuracy": _share(r.correct_with_quotes for r in cross),
         "cross_language_right_doc_first": _share(r.right_doc_first for r in cross),
         "false_declines": _share(r.declined for r in answerable),
         "false_answers": _share(not r.declined for r in unanswerable),

@@ -159,3 +159,24 @@ def test_a_chinese_answer_from_an_english_source_is_not_off_the_question() -> No
     returns = SupportChecker([faq], "没有用过的产品可以在多少天内退货？", embed=embedder.embed_documents)
     assert returns.check_sentence("没有用过的产品可以在30天内退货。[1]").supported
     assert not returns.check_sentence("没有用过的产品可以在7天内退货。[1]").supported
+
+
+def test_an_answer_without_the_figure_asked_for_does_not_answer() -> None:
+    checker = SupportChecker([PURIFIER], "How loud is the purifier in sleep mode?")
+    result = checker.check_sentence("In sleep mode the fan runs at its lowest speed. [1]")
+    assert not result.supported and result.reason == "no figure"
+    assert checker.check_sentence("In sleep mode the fan runs at 22 decibels. [1]").supported
+    # A question that asks for no figure needs none.
+    assert SupportChecker([PURIFIER], "What happens in sleep mode?").check_sentence(
+        "In sleep mode the fan runs at its lowest speed. [1]").supported
+
+
+def test_a_yes_no_answer_must_keep_the_sources_negation() -> None:
+    robot = (ROOT / "benchmarks" / "data" / "qa" / "docs" / "扫地机器人说明书.md").read_text(encoding="utf-8")
+    checker = SupportChecker([robot], "扫地机器人支持5GHz的Wi-Fi吗？")
+    result = checker.check_sentence("扫地机器人支持5GHz的Wi-Fi网络。[1]")
+    assert not result.supported and result.reason == "negation"
+    assert checker.check_sentence("机器人只支持2.4GHz的Wi-Fi网络，不支持5GHz网络。[1]").supported
+    handbook = SupportChecker([HANDBOOK], "Can I use vinegar to descale the kettle?")
+    assert handbook.check_sentence("Never use vinegar: it leaves a smell in the seals. [1]").supported
+    assert not handbook.check_sentence("Use vinegar: it leaves a smell in the seals. [1]").supported

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import InvalidInput
-from rag.qa import QAQuestion, QAResult, is_correct, load_questions, summarise
+from rag.qa import QAQuestion, QAResult, answer_claim, is_correct, load_questions, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 QA = ROOT / "benchmarks" / "data" / "qa"
@@ -72,3 +72,18 @@ def test_a_broken_question_file_is_a_clear_error(tmp_path: Path) -> None:
     assert (first.category, first.answers, second.category) == ("zh", ("这里",), "none")
     with pytest.raises(InvalidInput, match="cannot read"):
         load_questions(tmp_path / "missing.jsonl")
+
+
+def test_the_evidence_quotes_under_a_wrong_answer_do_not_make_it_right() -> None:
+    question = QAQuestion("x", "How long is the kettle's warranty?", "en", "number", ("two-year",),
+                          "handbook/aurora-kettle-handbook.md")
+    quoted = 'The warranty lasts one year. [1]\n\nSource text: "The AK-200 has a two-year warranty from the date of purchase." [1]'
+    assert answer_claim(quoted) == "The warranty lasts one year. [1]"
+    wrong = QAResult(question, True, True, "The warranty lasts one year. [1]", quoted)
+    assert not wrong.correct and wrong.correct_with_quotes
+    # The quoted fallback is the answer itself, and counts.
+    fallback = QAResult(question, True, True, "No. [1]", "The documents say: “The AK-200 has a two-year warranty.” [1]",
+                        fallback=True)
+    assert fallback.correct
+    summary = summarise([wrong, fallback])
+    assert summary["same_language_answer_accuracy"] == 0.5 and summary["same_language_answer_or_quote_accuracy"] == 1.0
