@@ -7,7 +7,8 @@
 The KB holds samples/ (the demo KB) and benchmarks/data/qa/docs (a purifier manual in English, an
 expense policy and a robot-vacuum manual in Chinese), built in a temporary RAG_HOME unless --home is
 given. Printed: per category, the accuracy of the model's own text and of the delivered answer (after
-the support check, the quoted fallback and the evidence quotes), right document first, declines; and
+the support check and the quoted fallback; the evidence quotes under the model's words do not count,
+``*_answer_or_quote_accuracy`` is the reading where they do), right document first, declines; and
 false declines (answerable questions declined), false answers (unanswerable questions answered).
 --calibrate fits the relevance gate on the odd-numbered questions and reports it on the even ones
 (answerable questions only where the gold document was retrieved first: otherwise retrieval missed).
@@ -142,8 +143,10 @@ def main() -> None:
         doc = row.get("right_doc_first")
         print(f"{category:9s} {row['questions']:3d} {row['model_accuracy']:10.2f} {row['answer_accuracy']:7.2f} "
               f"{'' if doc is None else f'{doc:.2f}':>9s} {row['declined']:8.2f}")
-    for key in ("same_language_model_accuracy", "same_language_answer_accuracy", "cross_language_model_accuracy",
-                "cross_language_answer_accuracy", "cross_language_right_doc_first", "false_declines",
+    for key in ("same_language_model_accuracy", "same_language_answer_accuracy",
+                "same_language_answer_or_quote_accuracy", "cross_language_model_accuracy",
+                "cross_language_answer_accuracy", "cross_language_answer_or_quote_accuracy",
+                "cross_language_right_doc_first", "false_declines",
                 "false_answers", "unanswerable_declined", "wrong_answers", "fallbacks", "answer_supported"):
         print(f"{key}: {summary[key]}")
     if "calibration" in summary:
