@@ -146,3 +146,18 @@ def test_sentence_buffer_waits_for_citation_markers() -> None:
     assert buffer.feed(" [") == []
     assert buffer.feed("1] Then") == ["It is 4 hours. [1] "]
     assert buffer.close() == ["Then"]
+
+
+def test_an_answer_without_the_figure_falls_back_to_the_quote(demo) -> None:  # type: ignore[no-untyped-def]
+    answer = ask(demo, "How long is the kettle's warranty?", "The warranty starts from the date of purchase. [1]")
+    assert answer.unsupported == ["The warranty starts from the date of purchase. [1]"]
+    assert answer.fallback and "two-year warranty" in answer.answer
+
+
+def test_a_decline_across_languages_quotes_the_other_languages_source(demo) -> None:  # type: ignore[no-untyped-def]
+    # An English question over the Chinese FAQ: the chunk's cosine across languages is never "strong"
+    # (0.25-0.35), the quoted sentence's own multilingual cosine to the question decides.
+    answer = ask(demo, "How many days of paid annual leave do full-time employees get each year?",
+                 "The documents do not cover this.")
+    assert answer.fallback and answer.grounded
+    assert answer.answer.startswith("The documents say: “") and "二十天" in answer.answer
