@@ -16,7 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs two xdist workers on two cores: llama.cpp with two threads collapses when another
+    # `make test TEST_WORKERS=2` (two xdist workers on two cores): llama.cpp with two threads collapses when another
     # process holds one of the cores, so each worker's LLM (and that of the servers it starts) gets one.
     os.environ.setdefault("RAG_LLM__THREADS", "1")
 
