@@ -253,6 +253,7 @@ class EmbeddingSweeper:
         self._last = 0.0
         self._lock = threading.Lock()
         self._running = False
+        self._thread: threading.Thread | None = None
 
     def poke(self) -> bool:
         """Start a sweep unless one ran within the interval or is running; returns whether one started."""
@@ -261,8 +262,15 @@ class EmbeddingSweeper:
                 return False
             self._running = True
             self._last = time.monotonic()
-        threading.Thread(target=self._sweep, name="rag-embedding-gc", daemon=True).start()
+            self._thread = threading.Thread(target=self._sweep, name="rag-embedding-gc", daemon=True)
+        self._thread.start()
         return True
+
+    def wait(self, timeout: float = 60.0) -> None:
+        """Until the sweep under way (if any) has finished."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _sweep(self) -> None:
         try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +22,16 @@ from rag.store.segment import DenseSettings
 from rag.store.writer import KBWriter
 
 log = logging.getLogger(__name__)
+_open_backends: weakref.WeakSet[LocalBackend] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_merges_at_exit() -> None:
+    """A short-lived process (`rag sync`, `rag ingest`) must not exit in the middle of a background merge's
+    segment write: its daemon thread would be killed, leaving a ``.tmp`` folder for the next writer to
+    clean. Merges are told to stop and awaited; the step under way finishes, nothing more is published."""
+    for backend in list(_open_backends):
+        backend.stop_merges()
 
 
 def single_threaded_blas() -> None:
@@ -73,6 +85,7 @@ class LocalBackend:
         self._stopping: set[str] = set()  # KBs being forgotten (deleted): no merge starts, running ones stop
         self._merging_lock = threading.Lock()
         self.readers = ReaderCache(catalog, self.files, bm25, self.dense, self._rebuild, self._gpu)
+        _open_backends.add(self)
 
     def files(self, kb: str) -> KBFiles:
         with self._files_lock:
@@ -119,6 +132,19 @@ class LocalBackend:
         finally:
             with self._merging_lock:
                 self._stopping.discard(kb)
+
+    def stop_merges(self, timeout: float = 120.0) -> None:
+        """Tell every running background merge to stop before its next step, and wait for them."""
+        with self._merging_lock:
+            running = dict(self._merging)
+            self._stopping.update(running)
+        try:
+            for thread in running.values():
+                if thread is not threading.current_thread():
+                    thread.join(timeout)
+        finally:
+            with self._merging_lock:
+                self._stopping.difference_update(running)
 
     # -- internals --------------------------------------------------------------------------------
     def _rebuild(self, kb: str) -> None:
