@@ -48,11 +48,10 @@ run: install run-deps
 	$(BIN)/rag demo --if-missing
 	$(BIN)/rag serve
 
-# `make test TEST_WORKERS=2`: two xdist workers; each module (and the modules sharing one server) stays on one
-# worker, so a module's server and KB are built once; tests/conftest.py hands out the longest modules first.
-# Measured on 2 cores: 9:04-11:01 min of tests (CI serially: ~20), but 2 of 3 runs had a load-sensitive failure
-# (test_storage gc, test_crash_safety leftover .tmp), so one process stays the default until those are fixed.
-TEST_WORKERS ?= 1
+# Tests run on two xdist workers (`make test TEST_WORKERS=1` for one process); each module (and the modules
+# sharing one server) stays on one worker, so a module's server and KB are built once; tests/conftest.py
+# hands out the longest modules first. Measured on 2 cores: 9-11 min of tests against ~20 in one process.
+TEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
 
 test: install system-deps
