@@ -34,7 +34,7 @@ XDIST_GROUPS |= {"test_api_chat": "plain-server", "test_security_browser": "plai
 LONGEST_FIRST = ("test_schemathesis", "test_llm_transformers", "test_hostile_files", "test_webui", "test_crash_safety",
                  "ecosystem", "test_chat", "plain-server", "test_conversations", "test_cli", "test_formats",
                  "test_api_documents", "test_index_backend_milvus", "test_security", "test_job_control",
-                 "test_api_filters", "test_sync")
+                 "test_api_filters", "test_sync", "test_replicas")
 
 
 def xdist_group(item: pytest.Item) -> str:
