@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from rag.errors import DocumentNotFound, KBExists, KBNotFound
 from rag.store.catalog import Catalog, StagedDocument
@@ -85,6 +86,34 @@ def test_generations_stage_commit_and_recover(catalog: Catalog) -> None:
         catalog.generation("kb")
     with pytest.raises(KBNotFound):
         catalog.recover("kb")
+
+
+def test_visible_chunks_stream_one_committed_state(catalog: Catalog) -> None:
+    """A rebuild reads every chunk of a generation a batch at a time (PostgreSQL: a server-side cursor, not
+    every row pulled into the process first) and sees that generation whole while later commits tombstone
+    its chunks and then purge them."""
+    catalog.create_kb("kb")
+    docs = [(f"d{n}", _chunks(f"d{n}", 50)) for n in range(100)]  # 5,000 chunks: three batches of 2,000
+    _, ids = catalog.stage_documents("kb", 1, docs)
+    catalog.commit("kb", 1, [_document(doc, 50) for doc, _ in docs], [])
+    expected = [i for group in ids for i in group]
+    tokens = sum(len(chunk.tokens) for _, chunks in docs for chunk in chunks)
+    assert catalog.visible_token_totals("kb", 1) == (5000, tokens)
+
+    stream = catalog.visible_chunks("kb", 1)
+    seen = [next(stream)["id"], next(stream)["id"]]  # SQLAlchemy's first FETCH is of one row, then 2,000
+    if catalog.postgres:
+        with catalog.database.connect() as conn:
+            fetching = conn.execute(sa.text(
+                "SELECT query FROM pg_stat_activity WHERE state='idle in transaction' AND pid<>pg_backend_pid()"
+            )).scalars().all()
+        assert any(query.startswith("FETCH FORWARD 2000") for query in fetching), fetching
+    catalog.stage_tombstones("kb", 2, [doc for doc, _ in docs])
+    catalog.commit("kb", 2, [], [doc for doc, _ in docs])
+    catalog.commit("kb", 3, [], [])  # purges the tombstones of generation 2: generation 1's rows are gone
+    assert list(catalog.visible_chunks("kb", 1)) == [] and catalog.visible_token_totals("kb", 3) == (0, 0)
+    seen += [row["id"] for row in stream]
+    assert seen == expected
 
 
 def test_export_rows_restore_into_a_new_kb(catalog: Catalog) -> None:

@@ -150,6 +150,9 @@ class Catalog:
     def visible_chunks(self, kb: str, generation: int) -> Iterator[Any]:
         return self.chunks.visible(kb, generation)
 
+    def visible_token_totals(self, kb: str, generation: int) -> tuple[int, int]:
+        return self.chunks.token_totals(kb, generation)
+
     def chunks_by_id(self, kb: str, ids: Iterable[int], generation: int) -> dict[int, ChunkRow]:
         return self.chunks.by_id(kb, ids, generation)
 

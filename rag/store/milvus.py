@@ -334,15 +334,22 @@ class MilvusBackend:
         for collection in self.store.chunk_collections():
             self.store.delete_where(collection, f"kb == {literal(kb)}")
         self.store.drop_stats(kb, "generation >= 0")
-        rows = list(self.catalog.visible_chunks(kb, generation))
-        total = sum(len(row["tokens"].split(" ")) if row["tokens"] else 0 for row in rows)
-        avgdl = total / len(rows) if rows else 1.0
+        count, total = self.catalog.visible_token_totals(kb, generation)
+        avgdl = total / count if count else 1.0
         stats = GenerationStats()
-        for start in range(0, len(rows), REBUILD_BATCH):
-            batch = rows[start : start + REBUILD_BATCH]
-            chunks = [IndexChunk(0, "", None, None, row["language"], row["text_hash"],
-                                 row["tokens"].split(" ") if row["tokens"] else []) for row in batch]
-            self.add(kb, generation, [row["id"] for row in batch], [row["doc_id"] for row in batch], chunks, stats,
-                     avgdl=avgdl)
+        batch: list[Any] = []  # the catalog streams the chunks: a batch at a time is held, not the KB
+        for row in self.catalog.visible_chunks(kb, generation):
+            batch.append(row)
+            if len(batch) == REBUILD_BATCH:
+                self._rebuild_batch(kb, generation, batch, stats, avgdl)
+                batch = []
+        if batch:
+            self._rebuild_batch(kb, generation, batch, stats, avgdl)
         self.store.seal(self.store.chunk_collections())
         self.store.put_stats(kb, generation, stats)
+
+    def _rebuild_batch(self, kb: str, generation: int, rows: list[Any], stats: GenerationStats, avgdl: float) -> None:
+        chunks = [IndexChunk(0, "", None, None, row["language"], row["text_hash"],
+                             row["tokens"].split(" ") if row["tokens"] else []) for row in rows]
+        self.add(kb, generation, [row["id"] for row in rows], [row["doc_id"] for row in rows], chunks, stats,
+                 avgdl=avgdl)

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from rag.errors import ConfigError
 
@@ -103,6 +103,31 @@ class Database:
                 raise
             self._local.conn = None
             conn.exec_driver_sql("COMMIT")
+
+    def stream(self, query: sa.TextClause, params: dict[str, Any], batch: int = 2_000) -> Iterator[RowMapping]:
+        """The rows of a long read (every chunk of a KB), held ``batch`` at a time, all from one committed state.
+
+        PostgreSQL: a server-side cursor (psycopg's ``FETCH FORWARD``) inside a REPEATABLE READ, READ ONLY
+        transaction, which a server-side cursor needs and which pins the snapshot; psycopg's ordinary cursor
+        would first pull every row into this process. SQLite: its cursor already steps through the rows as
+        they are read, on the snapshot its open statement holds."""
+        with self.connect() as conn:
+            if self.sqlite:
+                yield from conn.execute(query, params).mappings()
+                return
+            inside = getattr(self._local, "conn", None) is conn  # this thread's write transaction: read in it
+            if not inside:
+                conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                # text(): SQLAlchemy applies a yield_per execution option only to Core selects, so set it here
+                result = conn.execute(query.execution_options(stream_results=True), params).yield_per(batch)
+                try:
+                    yield from result.mappings()
+                finally:
+                    result.close()
+            finally:
+                if not inside:
+                    conn.exec_driver_sql("ROLLBACK")
 
     def ping(self) -> None:
         with self.connect() as conn:

@@ -178,12 +178,19 @@ class ChunkRepository:
     # -- reading -----------------------------------------------------------------------------
     def visible(self, kb: str, generation: int) -> Iterator[Any]:
         """The chunks of ``generation`` in id order as mappings (``id``, ``doc_id``, ``language``,
-        ``text_hash``, ``tokens``), for rebuilding an index."""
+        ``text_hash``, ``tokens``), for rebuilding an index; streamed, not all held at once."""
+        yield from self.db.stream(sa.text(
+            f"SELECT id, doc_id, language, text_hash, tokens FROM chunks WHERE kb=:kb AND {_VISIBLE} ORDER BY id"),
+            {"kb": kb, "gen": generation})
+
+    def token_totals(self, kb: str, generation: int) -> tuple[int, int]:
+        """(chunks, index tokens) of ``generation``: a token is what ``tokens.split(" ")`` gives, none for ''."""
         with self.db.connect() as conn:
-            result = conn.execute(sa.text(
-                f"SELECT id, doc_id, language, text_hash, tokens FROM chunks WHERE kb=:kb AND {_VISIBLE} ORDER BY id"),
-                {"kb": kb, "gen": generation}).mappings()
-            yield from result
+            row = conn.execute(sa.text(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN tokens IS NULL OR tokens='' THEN 0 "
+                "ELSE LENGTH(tokens) - LENGTH(REPLACE(tokens, ' ', '')) + 1 END), 0) "
+                f"FROM chunks WHERE kb=:kb AND {_VISIBLE}"), {"kb": kb, "gen": generation}).one()
+        return int(row[0]), int(row[1])
 
     def of_document(self, kb: str, doc_id: str) -> list[ChunkRow]:
         with self.db.connect() as conn:
@@ -226,11 +233,10 @@ class ChunkRepository:
         """The chunks visible at the committed generation, by document and order, for an export."""
         with self.db.connect() as conn:
             generation = self._generation(conn, kb)
-            result = conn.execute(sa.text(
+        for row in self.db.stream(sa.text(
                 f"SELECT {', '.join(CHUNK_FIELDS)} FROM chunks WHERE kb=:kb AND {_VISIBLE} ORDER BY doc_id, ordinal, id"),
-                {"kb": kb, "gen": generation}).mappings()
-            for row in result:
-                yield dict(row)
+                {"kb": kb, "gen": generation}):
+            yield dict(row)
 
     def restore(self, kb: str, documents: list[dict[str, Any]], chunks: Iterable[dict[str, Any]]) -> int:
         """Write an exported KB's rows into the new, empty ``kb`` as its generation 1 (its index is then rebuilt
