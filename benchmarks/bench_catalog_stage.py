@@ -5,7 +5,8 @@ call, as the writer stages an ingest batch) and commit them as one generation.
 
 Without --catalog-url, a fresh SQLite file in a temporary folder. Prints stage_s, commit_s, total_s,
 chunks_per_s (the median of --repeat runs, each into a new KB), and read_s: reading every chunk of the
-committed generation back as an index rebuild does (``visible_chunks``, streamed).
+committed generation back as an index rebuild does (``visible_chunks``, streamed), and read_mb: how far this
+process's resident memory rose above where it stood while reading them (Linux: the peak is reset first).
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from rag.store.catalog import Catalog, StagedDocument
 from rag.types import IndexChunk
 
 
-def run(catalog: Catalog, kb: str, chunks: int, per_doc: int, per_call: int) -> tuple[float, float, float]:
+def _resident_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def run(catalog: Catalog, kb: str, chunks: int, per_doc: int, per_call: int) -> tuple[float, float, float, float]:
     catalog.create_kb(kb)
     docs = [(f"doc-{d}", [IndexChunk(i, f"chunk {i} of document {d} " * 20, None, None, "en", f"{kb}-{d}-{i}",
                                      [f"t{i % 50}", f"d{d}", "chunk"] * 30) for i in range(per_doc)])
@@ -32,10 +40,14 @@ def run(catalog: Catalog, kb: str, chunks: int, per_doc: int, per_call: int) -> 
     staged = time.perf_counter()
     catalog.commit(kb, 1, [StagedDocument(doc_id, f"{doc_id}.md", None, "md", doc_id, 1, None, len(c))
                            for doc_id, c in docs], [])
+    # ``docs`` stays alive while reading: memory it freed would be reused and hide what the read holds.
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    before = _resident_kb("VmRSS")
     committed = time.perf_counter()
     read = sum(1 for _ in catalog.visible_chunks(kb, 1))
+    read_s = time.perf_counter() - committed
     assert read == len(docs) * per_doc, read
-    return staged - started, committed - staged, time.perf_counter() - committed
+    return staged - started, committed - staged, read_s, (_resident_kb("VmHWM") - before) / 1024
 
 
 def main() -> None:
@@ -53,9 +65,10 @@ def main() -> None:
     stage = statistics.median(r[0] for r in runs)
     commit = statistics.median(r[1] for r in runs)
     read = statistics.median(r[2] for r in runs)
+    read_mb = statistics.median(r[3] for r in runs)
     result = {"chunks": args.chunks, "database": "sqlite" if args.catalog_url is None else "postgresql",
               "stage_s": round(stage, 3), "commit_s": round(commit, 3), "total_s": round(stage + commit, 3),
-              "chunks_per_s": round(args.chunks / (stage + commit)), "read_s": round(read, 3),
+              "chunks_per_s": round(args.chunks / (stage + commit)), "read_s": round(read, 3), "read_mb": round(read_mb, 1),
               "runs": [[round(x, 3) for x in r] for r in runs]}
     print(json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()))
     catalog.close()
