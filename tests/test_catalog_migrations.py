@@ -274,6 +274,11 @@ def test_a_new_catalog_has_the_same_schema_on_both_databases(tmp_path: Path, pos
                        for table in inspector.get_table_names()})
         catalog.close()
     assert shapes[0] == shapes[1] and "alembic_version" in shapes[0]
+    # The Core tables the repositories query (rag/store/db/tables.py) mirror the migrated columns exactly.
+    from rag.store.db.tables import metadata
+
+    for table in metadata.sorted_tables:
+        assert sorted(column.name for column in table.columns) == shapes[0][table.name], table.name
 
 
 def test_processes_opening_a_new_catalog_at_once_migrate_it_once(tmp_path: Path) -> None:

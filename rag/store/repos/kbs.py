@@ -10,9 +10,19 @@ from sqlalchemy.engine import Connection
 
 from rag.errors import KBExists, KBNotFound
 from rag.store.db import Database
+from rag.store.db.tables import chunks, documents, kbs, visible_at
 from rag.store.records import KBInfo
 
-_VISIBLE = "added_gen<=:gen AND (deleted_gen IS NULL OR deleted_gen>:gen)"
+# Built once: a reader asks for its KB's generation on every search, and SQLAlchemy caches the compiled SQL
+# of a statement object it has seen (building the statement per call cost about as much as running it).
+_NAME, _GEN = sa.bindparam("name"), sa.bindparam("gen")
+_EXISTS = sa.select(kbs.c.name).where(kbs.c.name == _NAME)
+_ONE = sa.select(kbs).where(kbs.c.name == _NAME)
+_ALL = sa.select(kbs).order_by(kbs.c.name)
+_GENERATION = sa.select(kbs.c.generation).where(kbs.c.name == _NAME)
+_INDEXED = sa.select(sa.func.count()).select_from(documents).where(documents.c.kb == _NAME,
+                                                                  documents.c.status == "indexed")
+_VISIBLE = sa.select(sa.func.count()).select_from(chunks).where(chunks.c.kb == _NAME, visible_at(_GEN))
 
 
 class KBRepository:
@@ -21,47 +31,44 @@ class KBRepository:
 
     def create(self, name: str, description: str = "") -> KBInfo:
         with self.db.transaction() as conn:
-            if conn.execute(sa.text("SELECT 1 FROM kbs WHERE name=:name"), {"name": name}).first():
+            if conn.execute(_EXISTS, {"name": name}).first():
                 raise KBExists(f"knowledge base '{name}' already exists")
-            conn.execute(sa.text("INSERT INTO kbs(name, description, created_at) VALUES (:name, :description, :now)"),
-                         {"name": name, "description": description, "now": time.time()})
+            conn.execute(kbs.insert().values(name=name, description=description, created_at=time.time()))
         return self.get(name)
 
     def exists(self, name: str) -> bool:
         with self.db.connect() as conn:
-            return conn.execute(sa.text("SELECT 1 FROM kbs WHERE name=:name"), {"name": name}).first() is not None
+            return conn.execute(_EXISTS, {"name": name}).first() is not None
 
     def get(self, name: str) -> KBInfo:
         with self.db.connect() as conn:
-            row = conn.execute(sa.text("SELECT * FROM kbs WHERE name=:name"), {"name": name}).mappings().first()
+            row = conn.execute(_ONE, {"name": name}).mappings().first()
             if row is None:
                 raise KBNotFound(f"knowledge base '{name}' does not exist")
             return self._info(conn, row)
 
     def list(self) -> list[KBInfo]:
         with self.db.connect() as conn:
-            rows = conn.execute(sa.text("SELECT * FROM kbs ORDER BY name")).mappings().all()
+            rows = conn.execute(_ALL).mappings().all()
             return [self._info(conn, row) for row in rows]
 
     @staticmethod
     def _info(conn: Connection, row: Any) -> KBInfo:
         name, generation = row["name"], row["generation"]
-        documents = conn.execute(sa.text("SELECT COUNT(*) FROM documents WHERE kb=:kb AND status='indexed'"),
-                                 {"kb": name}).scalar_one()
-        chunks = conn.execute(sa.text(f"SELECT COUNT(*) FROM chunks WHERE kb=:kb AND {_VISIBLE}"),
-                              {"kb": name, "gen": generation}).scalar_one()
-        return KBInfo(name, row["description"], int(documents), int(chunks), generation, row["created_at"])
+        indexed = conn.execute(_INDEXED, {"name": name}).scalar_one()
+        visible = conn.execute(_VISIBLE, {"name": name, "gen": generation}).scalar_one()
+        return KBInfo(name, row["description"], int(indexed), int(visible), generation, row["created_at"])
 
     def delete(self, name: str) -> None:
         with self.db.transaction() as conn:
-            if conn.execute(sa.text("DELETE FROM kbs WHERE name=:kb"), {"kb": name}).rowcount == 0:
+            if conn.execute(kbs.delete().where(kbs.c.name == name)).rowcount == 0:
                 raise KBNotFound(f"knowledge base '{name}' does not exist")
-            conn.execute(sa.text("DELETE FROM chunks WHERE kb=:kb"), {"kb": name})
-            conn.execute(sa.text("DELETE FROM documents WHERE kb=:kb"), {"kb": name})
+            conn.execute(chunks.delete().where(chunks.c.kb == name))
+            conn.execute(documents.delete().where(documents.c.kb == name))
 
     def generation(self, kb: str) -> int:
         with self.db.connect() as conn:
-            value = conn.execute(sa.text("SELECT generation FROM kbs WHERE name=:kb"), {"kb": kb}).scalar()
+            value = conn.execute(_GENERATION, {"name": kb}).scalar()
         if value is None:
             raise KBNotFound(f"knowledge base '{kb}' does not exist")
         return int(value)
