@@ -55,7 +55,7 @@ def _record(r: Any) -> dict[str, Any]:
             "model_text": r.model_text, "answer": r.answer, "model_correct": r.model_correct, "correct": r.correct,
             "declined": r.declined, "model_declined": r.model_declined, "passed_gate": r.passed_gate,
             "fallback": r.fallback, "supported": r.supported, "right_doc_first": r.right_doc_first,
-            "seconds": r.seconds, "features": r.features}
+            "seconds": r.seconds, "first_draft": r.first_draft, "features": r.features}
 
 
 def _recorded(details: Path) -> dict[str, dict[str, Any]]:
@@ -70,7 +70,7 @@ def _from_record(question: Any, record: dict[str, Any]) -> Any:
 
     return QAResult(question, record["right_doc_first"], record.get("passed_gate", not record["declined"]),
                     record["model_text"], record["answer"], record["declined"], record.get("model_declined", False),
-                    record["fallback"], record["supported"], record.get("seconds", 0.0), record.get("features", {}))
+                    record["fallback"], record["supported"], record.get("seconds", 0.0), record.get("features", {}), record.get("first_draft", ""))
 
 
 def main() -> None:
@@ -147,7 +147,7 @@ def main() -> None:
                 "same_language_answer_or_quote_accuracy", "cross_language_model_accuracy",
                 "cross_language_answer_accuracy", "cross_language_answer_or_quote_accuracy",
                 "cross_language_right_doc_first", "false_declines",
-                "false_answers", "unanswerable_declined", "wrong_answers", "fallbacks", "answer_supported"):
+                "false_answers", "unanswerable_declined", "wrong_answers", "fallbacks", "second_looks", "answer_supported"):
         print(f"{key}: {summary[key]}")
     if "calibration" in summary:
         print("calibration:", json.dumps(summary["calibration"], ensure_ascii=False))

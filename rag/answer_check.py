@@ -93,6 +93,8 @@ _OPENING_BONUS = 0.15
 _FIGURE_BONUS = 0.3
 _YES = re.compile(r"^\s*(yes|是的|是|对|可以|有)\b", re.IGNORECASE)
 _NO = re.compile(r"^\s*(no|不是|不能|不可以|不|没有|否)\b", re.IGNORECASE)
+_NEGATION_SCOPE = re.compile(r"(?:\W*[A-Za-z0-9'-]+){1,3}")  # the three words after an English negation
+_HAN_SCOPE = 6  # characters after a Chinese one
 _NEGATION = re.compile(r"\b(not|never|no|cannot|without)\b|n't|不|没有|无|未|禁止|勿", re.IGNORECASE)
 
 
@@ -162,7 +164,7 @@ class SupportChecker:
         allowed = numbers(joined) | numbers(self.question)
         for number in sorted(numbers(claim) - allowed):
             return f"number {number:g}"
-        if _FIGURE_QUESTION.search(self.question) and not numbers(claim) and numbers(joined):
+        if asks_for_figure(self.question) and not numbers(claim) and numbers(joined):
             # "空气净化器在睡眠模式下噪音较大。" for "… 噪音有多大？" over "… at 22 decibels": the figure asked for is missing.
             return "no figure"
         folded = fold(joined + "\n" + self.question)
@@ -294,29 +296,45 @@ def answer_sentences(answer: str) -> list[str]:
 
 
 def yes_no_disagrees(claim: str, question: str, evidence: list[str], term_weight: TermWeight | None = None) -> bool:
-    """A bare "Yes"/"No" against the source sentences holding the question's most specific word.
+    """A bare "Yes"/"No" against the source sentences that speak of what the question asks.
 
-    "No" is contradicted when one of them affirms (holds no negation), "Yes" when all of them negate.
-    Most specific: the highest ``term_weight`` (the KB's BM25 weight of the word: "warranty" over
-    "kettle" in a kettle manual) per source sentence holding it, else the word the fewest hold.
+    "No" needs a sentence that negates one of the question's words (``negates``: "Never use vinegar" for
+    "Can I use vinegar to descale the kettle?"); "Yes" is contradicted by one. A negation of something
+    else ("The warranty does not cover damage …" for "Does the kettle have a warranty?") is neither.
+    ``term_weight`` is kept for callers; the negation's scope decides, not the rarest word.
     """
     said_yes, said_no = bool(_YES.match(claim)), bool(_NO.match(claim))
     if said_yes == said_no or not question:
         return False
-    sentences = [(s, set(default_tokenizer(s))) for text in evidence for s in source_sentences(text)]
-    counts = {t: sum(t in tokens for _, tokens in sentences) for t in default_tokenizer(question)
-              if t not in _QUESTION_WORDS}
-    counts = {t: c for t, c in counts.items() if c}
-    if not counts:
+    asked = set(coverage_terms(question))
+    sentences = [s for text in evidence for s in source_sentences(text)]
+    speaking = [s for s in sentences if asked & set(coverage_terms(s))]
+    if not speaking:
         return True  # nothing in the sources speaks of it: a bare yes/no has no ground
-    if term_weight is not None:
-        specificity = {t: (term_weight(t) or 0.0) / counts[t] for t in counts}
-    else:
-        specificity = {t: -float(c) for t, c in counts.items()}
-    top = max(specificity.values())
-    key = {t for t, value in specificity.items() if value == top}
-    negated = [bool(_NEGATION.search(s)) for s, tokens in sentences if key & tokens]
-    return not all(negated) if said_no else all(negated)
+    negated = any(negates(s, asked) for s in speaking)
+    return not negated if said_no else negated
+
+
+def asks_for_figure(question: str) -> bool:
+    """"How long …?", 多少, 几: an answer without a number does not answer it."""
+    return bool(_FIGURE_QUESTION.search(question))
+
+
+def negates(sentence: str, asked: set[str]) -> bool:
+    """The sentence negates something the question asks about: a negation followed closely by one of its words.
+
+    "The warranty does not cover damage from limescale" does not answer "Does the kettle have a warranty?"
+    with no (what it negates, "cover damage", is not asked); "公司一律不予报销" answers "洗衣费可以报销吗？".
+    """
+    for match in _NEGATION.finditer(sentence):
+        after = sentence[match.end():]
+        words = _NEGATION_SCOPE.match(after)
+        scope = words.group() if words else after[:_HAN_SCOPE]
+        if _HAN_RUN.match(after.lstrip()):
+            scope = after.lstrip()[:_HAN_SCOPE]
+        if asked & set(coverage_terms(scope)):
+            return True
+    return False
 
 
 def polarity_disagrees(claim: str, evidence: list[str]) -> bool:

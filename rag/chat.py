@@ -20,8 +20,11 @@ from rag.answer_check import (
     Embed,
     SentenceCheck,
     SupportChecker,
+    asks_for_figure,
     best_sentences,
+    numbers,
     question_coverage,
+    source_sentences,
 )
 from rag.errors import InvalidInput
 from rag.evidence import CITATION_MARKER, Quote, squash, supporting_quotes
@@ -347,55 +350,110 @@ def stream_answer(
                              settings.support_min_lexical, settings.support_min_similarity, embed,
                              settings.support_min_question_coverage, term_scorer(service.index.reader(kb_list(kb)[0])),
                              [hit.heading or "" for hit in prepared.sources])
-    buffer, pieces, checked = SentenceBuffer(), [], CheckedAnswer()
-    shown: list[str] = []
-    spacing = [""]  # white space after the last shown sentence, sent only if another sentence follows
-
-    def show(text: str) -> Iterator[ChatEvent]:
-        body = text.rstrip()
-        piece = (spacing[0] + body) if shown else body.lstrip()
-        spacing[0] = text[len(body):]
-        shown.append(piece)
-        yield ChatEvent("token", text=piece)
-
-    def take(sentence: str) -> Iterator[ChatEvent]:
-        if not CITATION_MARKER.sub("", sentence).strip():  # markers alone: they belong to the sentence before
-            if shown and checked.sentences and checked.sentences[-1].supported:
-                yield from show(sentence)
-            return
-        result = checker.check_sentence(sentence.strip())
-        checked.sentences.append(result)
-        if result.supported:
-            yield from show(sentence)
-
-    for piece in service.chat_model.stream(prepared.messages, generation_params(service, options.params)):
-        pieces.append(piece)
-        for sentence in buffer.feed(piece):
-            yield from take(sentence)
-    for sentence in buffer.close():
-        yield from take(sentence)
-    generated = "".join(pieces).strip()
-    text = "".join(shown)
+    params = generation_params(service, options.params)
+    attempt = CheckedStream(checker)
+    yield from attempt.run(service.chat_model.stream(prepared.messages, params))
+    used, first_draft = attempt, ""
     grounded, fallback, quotes = True, False, []
-    if not text:
-        chosen = fallback_quotes(service, prepared, embed)
-        fallback = bool(chosen)
-        grounded = fallback
-        text = render("fallback", prepared.language, quotes=[{"n": q.n, "text": q.text} for q in chosen])
-        yield ChatEvent("token", text=text)
-    else:
+    if not attempt.text:
+        focused = second_look_messages(service, prepared, embed)
+        if focused is not None:
+            # The held-back decline or the unsupported draft is never shown: the second look starts the answer,
+            # and is checked as the first was (an unanswerable question's second look is declined or unsupported).
+            used, first_draft = CheckedStream(checker), attempt.generated
+            yield from used.run(service.chat_model.stream(focused, params))
+        if not used.text:
+            chosen = fallback_quotes(service, prepared, embed)
+            fallback = bool(chosen)
+            grounded = fallback
+            text = render("fallback", prepared.language, quotes=[{"n": q.n, "text": q.text} for q in chosen])
+            yield ChatEvent("token", text=text)
+    if used.text:
+        text = used.text
         quotes = evidence_quotes(service, prepared, text, options)
         if quotes:
             tail = "\n\n" + "\n".join(render("evidence", prepared.language, quote=q.text, n=q.n) for q in quotes)
             yield ChatEvent("token", text=tail)
             text += tail
+    checked = used.checked
     citations = citations_for(text, prepared.sources) if grounded else []
     answer = Answer(text, grounded, citations, prepared.question, prepared.search_query,
-                    evidence=[{"n": q.n, "text": q.text} for q in quotes], generated=generated,
+                    evidence=[{"n": q.n, "text": q.text} for q in quotes], generated=used.generated,
                     supported=checked.supported_share, claims=len(checked.claims),
                     unsupported=[s.text for s in _unsupported(checked)],
-                    fallback=fallback)
+                    fallback=fallback, second_look=used is not attempt, first_draft=first_draft)
     yield ChatEvent("done", answer=answer)
+
+
+class CheckedStream:
+    """One generation, shown a checked sentence at a time (the sentences its sources do not back are left out)."""
+
+    def __init__(self, checker: SupportChecker) -> None:
+        self.checker = checker
+        self.checked = CheckedAnswer()
+        self.generated = ""
+        self._shown: list[str] = []
+        self._spacing = ""  # white space after the last shown sentence, sent only if another sentence follows
+
+    @property
+    def text(self) -> str:
+        return "".join(self._shown)
+
+    def run(self, pieces: Iterator[str]) -> Iterator[ChatEvent]:
+        buffer, seen = SentenceBuffer(), []
+        for piece in pieces:
+            seen.append(piece)
+            for sentence in buffer.feed(piece):
+                yield from self._take(sentence)
+        for sentence in buffer.close():
+            yield from self._take(sentence)
+        self.generated = "".join(seen).strip()
+
+    def _show(self, text: str) -> Iterator[ChatEvent]:
+        body = text.rstrip()
+        piece = (self._spacing + body) if self._shown else body.lstrip()
+        self._spacing = text[len(body):]
+        self._shown.append(piece)
+        yield ChatEvent("token", text=piece)
+
+    def _take(self, sentence: str) -> Iterator[ChatEvent]:
+        if not CITATION_MARKER.sub("", sentence).strip():  # markers alone: they belong to the sentence before
+            if self._shown and self.checked.sentences and self.checked.sentences[-1].supported:
+                yield from self._show(sentence)
+            return
+        result = self.checker.check_sentence(sentence.strip())
+        self.checked.sentences.append(result)
+        if result.supported:
+            yield from self._show(sentence)
+
+
+def second_look_messages(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None
+                         ) -> list[ChatMessage] | None:
+    """The prompt of the second look: the question over only the source sentences closest to it.
+
+    Each source keeps its number (citations still name the whole chunk) and holds just its chosen
+    sentences, in the order they have in it. None when the second look is off or nothing is chosen.
+    """
+    limit = service.settings.answer.second_look_sentences
+    if limit <= 0 or not prepared.sources:
+        return None
+    texts = [hit.text for hit in prepared.sources]
+    chosen = best_sentences(prepared.question, texts, limit=3 * limit, embed=embed)
+    if asks_for_figure(prepared.question) and any(numbers(sentence) for _, sentence, _ in chosen):
+        chosen = [item for item in chosen if numbers(item[1])]  # the first draft's answer had no figure, or a wrong one
+    chosen = chosen[:limit]
+    if not chosen:
+        return None
+    by_source: dict[int, set[str]] = {}
+    for n, sentence, _ in chosen:
+        by_source.setdefault(n, set()).add(sentence)
+    numbered = []
+    for n in sorted(by_source):
+        hit = prepared.sources[n - 1]
+        kept = [sentence for sentence in source_sentences(hit.text) if sentence in by_source[n]]
+        numbered.append({"n": n, "source": hit.source, "page": hit.page, "text": " ".join(kept)})
+    user = render("answer", prepared.language, question=prepared.question, sources=numbered)
+    return [*prepared.messages[:-1], {"role": "user", "content": user}]
 
 
 def _unsupported(checked: CheckedAnswer) -> list[SentenceCheck]:

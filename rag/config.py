@@ -122,7 +122,9 @@ class LLMSettings(BaseModel):
     # transformers backend: weights and compute dtype ("auto": int8 weights where the CPU has native bf16,
     # bfloat16 on CUDA, else float32).
     dtype: Literal["auto", "int8", "bfloat16", "float16", "float32"] = "auto"
-    temperature: float = 0.1
+    # Greedy by default: an answer from the documents should not change between two askings (bench_qa,
+    # same-language model text: 0.80 at 0.1, 0.83 at 0). A request may set its own.
+    temperature: float = 0.0
     top_p: float = 0.9
     top_k: int = 40
     max_tokens: int = 384
@@ -151,6 +153,11 @@ class AnswerSettings(BaseModel):
     # benchmarks/data/qa's 20 cross-language questions).
     fallback_min_coverage: float = Field(default=0.5, ge=0, le=1)
     fallback_min_similarity: float = 0.3
+    # Before falling back to quotes, the model gets a second look: the same question over only the source
+    # sentences closest to it (at most this many; 0: no second look). The 0.5B model copies the neighbouring
+    # figure or the wrong source out of two whole chunks (benchmarks/bench_qa.py, same-language model text:
+    # 0.743 without, 0.743 over three sentences, 0.80 over one).
+    second_look_sentences: int = Field(default=1, ge=0)
     # After the answer, quote verbatim the source sentences it draws on (at most this many; 0: off).
     evidence_quotes: int = Field(default=2, ge=0)
     # A source sentence is quoted when at least this share of an answer sentence's characters is in it.

@@ -183,13 +183,14 @@ def run_eval(
 def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, query_ids: list[str],
                         details: Path | None = None) -> dict[str, Any]:
     from rag.chat import answer_question  # the answer pipeline; imported late so retrieval eval needs no LLM
+    from rag.qa import answer_claim
 
     with_answers = [q for q in query_ids if q in dataset.answers]
     if not with_answers:
         raise InvalidInput(f"--generate needs answers.jsonl in {dataset.name}")
     scores: dict[str, list[float]] = {name: [] for name in (
-        "answer_contains", "answer_f1", "answer_em", "answer_rouge_l",
-        "answer_contains_model", "answer_em_model", "answer_rouge_l_model", "declined", "fallback")}
+        "answer_contains", "answer_contains_claim", "answer_f1", "answer_em", "answer_rouge_l",
+        "answer_contains_model", "answer_em_model", "answer_rouge_l_model", "declined", "fallback", "second_look")}
     seconds: list[float] = []
     claims = supported = 0
     log = details.open("w", encoding="utf-8") if details else None
@@ -202,14 +203,19 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
             scores["answer_contains" + suffix].append(answer_contains(text, golds))
             scores["answer_em" + suffix].append(answer_em(text, golds))
             scores["answer_rouge_l" + suffix].append(answer_rouge_l(text, golds))
+        # The strict reading: the evidence quotes under the model's words do not count (a wrong model sentence
+        # above a quote holding the gold span leaves the reader two answers). rag/qa.py scores its set this way.
+        scores["answer_contains_claim"].append(answer_contains(answer_claim(answer.answer), golds))
         scores["answer_f1"].append(answer_f1(answer.answer, golds))
         scores["declined"].append(not answer.grounded)
         scores["fallback"].append(answer.fallback)
+        scores["second_look"].append(answer.second_look)
         claims += answer.claims
         supported += round((answer.supported or 0.0) * answer.claims)
         if log is not None:
             record = {"id": qid, "question": dataset.queries[qid], "answers": golds, "model_text": answer.generated,
                       "answer": answer.answer, "grounded": answer.grounded, "fallback": answer.fallback,
+                      "second_look": answer.second_look, "first_draft": answer.first_draft,
                       "supported": answer.supported, "claims": answer.claims, "seconds": round(seconds[-1], 2),
                       **{name: float(values[-1]) for name, values in scores.items()
                          if name.startswith(("answer_contains", "answer_em"))}}
@@ -218,12 +224,13 @@ def _generation_metrics(service: RagService, kb: str, dataset: BeirDataset, quer
     if log is not None:
         log.close()
     result = {name: round(float(np.mean(values)), 4) for name, values in scores.items()
-              if name not in {"declined", "fallback"}}
+              if name not in {"declined", "fallback", "second_look"}}
     # Share of the model's answer sentences (declines aside) backed by the source they cite (rag/answer_check.py).
     result["answer_supported"] = round(supported / claims, 4) if claims else None
     # Every question here has a gold answer: a declined one is a false decline.
     result["false_declines"] = round(float(np.mean(scores["declined"])), 4)
     result["answer_fallbacks"] = round(float(np.mean(scores["fallback"])), 4)
+    result["answer_second_looks"] = round(float(np.mean(scores["second_look"])), 4)
     result["answer_seconds_p50"] = round(float(np.percentile(seconds, 50)), 2)
     return result
 

@@ -62,6 +62,7 @@ class QAResult:
     supported: float | None = None
     seconds: float = 0.0
     features: dict[str, Any] = field(default_factory=dict)
+    first_draft: str = ""  # the model's first text when a second look replaced it (rag/chat.py)
 
     @property
     def model_correct(self) -> bool:
@@ -171,6 +172,7 @@ def summarise(results: Sequence[QAResult]) -> dict[str, Any]:
         "unanswerable_declined": _share(r.declined for r in unanswerable),
         "wrong_answers": _share(not r.declined and not r.correct for r in answerable),
         "fallbacks": sum(r.fallback for r in results),
+        "second_looks": sum(bool(r.first_draft) for r in results),
         "answer_supported": round(sum(supported) / len(supported), 4) if supported else None,
     }
     return summary
@@ -220,6 +222,7 @@ def run_questions(service: RagService, kb: str, questions: Sequence[QAQuestion],
             result.model_declined = bool(DECLINE_PATTERNS.search(answer.generated))
             result.declined = not answer.grounded
             result.fallback, result.supported = answer.fallback, answer.supported
+            result.first_draft = answer.first_draft
         else:
             result.declined = not result.passed_gate
         results.append(result)

@@ -65,6 +65,10 @@ class Answer:
     claims: int = 0  # the model's sentences that were checked (declines aside)
     unsupported: list[str] = field(default_factory=list)
     fallback: bool = False
+    # The model's first draft showed nothing (a decline, or nothing supported): ``generated`` is then its
+    # second look, over only the source sentences closest to the question (rag/chat.py), used or not.
+    second_look: bool = False
+    first_draft: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
