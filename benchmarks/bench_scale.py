@@ -8,6 +8,9 @@ each N in its own process so that ``rss_mb`` is that N's peak. Text: the SciFact
 Vectors: the real MiniLM vectors of those abstracts (computed once, cached) plus small Gaussian noise per
 copy, renormalised: clustered like real embeddings, but synthetic. Only the MiniLM space is indexed.
 
+``rss_mb``: peak resident memory (VmHWM) of the N's process plus any server child still running (split
+into ``rss_bench_mb`` and ``rss_server_mb``); ``rss_now_mb``: the process's resident memory (VmRSS) after
+the searches, before the recall reference; per-phase figures go to stderr with --json.
 ``commit_one_s`` replaces one document and commits; ``delete_one_s`` deletes one and commits;
 ``refresh_s`` is the reader picking up that commit. Latencies are p50 over SciFact train queries at the
 engine's usual depth (200 candidates); ``hybrid_p50_ms`` is a full ``Searcher.search`` with the query's
@@ -36,7 +39,8 @@ DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "rag-bench"
 NOISE = 0.01  # per dimension; a copy's cosine to its original is about 0.98
 KEYS = ["chunks", "build_s", "commit_one_s", "delete_one_s", "refresh_s", "bm25_p50_ms", "dense_p50_ms",
-        "hybrid_p50_ms", "embed_query_ms", "recall_at_10", "rss_mb", "segments"]
+        "hybrid_p50_ms", "embed_query_ms", "recall_at_10", "rss_mb", "rss_bench_mb", "rss_server_mb",
+        "rss_now_mb", "segments"]
 
 
 def peak_mb() -> float:
@@ -45,6 +49,14 @@ def peak_mb() -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def current_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB: what it holds after a phase, not its peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def passages() -> tuple[list[str], list[str]]:
@@ -112,7 +124,7 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
     started = time.perf_counter()
     query_vectors = {q: model.embed_query(q) for q in queries}
     embed_query_ms = (time.perf_counter() - started) * 1000 / len(queries)
-    loaded_mb = peak_mb()
+    loaded_mb, loaded_now_mb = peak_mb(), current_mb()
 
     home = keep / f"{backend_name}-{chunks}" if keep else Path(tempfile.mkdtemp(prefix="bench-scale-"))
     built_record = home / "built.json"
@@ -166,7 +178,11 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
         elif keep:
             built_record.write_text(json.dumps({"build_s": build_s}))
         phases = {"models_loaded": loaded_mb}
+        resident = {"models_loaded": loaded_now_mb}
+        server_phases: dict[str, float] = {}  # the same for the Milvus Lite server child
         phases["built"] = peak_mb()
+        resident["built"] = current_mb()
+        server_phases["built"] = round(server_peak_mb(), 1)
         reader = backend.reader("kb")
 
         # One document replaced, then one deleted, each in its own commit; then the reader's refresh.
@@ -188,6 +204,8 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
             delete_one_s = time.perf_counter() - started
         reader = backend.reader("kb")
         phases["committed"] = peak_mb()
+        resident["committed"] = current_mb()
+        server_phases["committed"] = round(server_peak_mb(), 1)
 
         space = EmbeddingSpace("minilm", "en")
         query_tokens = [default_tokenizer(q) for q in queries]
@@ -209,20 +227,34 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
         hybrid_p50 = p50(lambda i, q: searcher.search("kb", q, SearchOptions(top_k=10)))
 
         phases["searched"] = peak_mb()
+        resident["searched"] = current_mb()
+        server_phases["searched"] = round(server_peak_mb(), 1)
         if backend_name == "milvus":
             recall = milvus_recall(backend.store, reader, space, [query_vectors[q] for q in queries])
         else:
             recall = dense_recall(reader, space, [query_vectors[q] for q in queries])
         phases["recall_reference"] = peak_mb()
+        resident["recall_reference"] = current_mb()
+        server_phases["recall_reference"] = round(server_peak_mb(), 1)
+        bench_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        server_mb = server_peak_mb()
         result: dict[str, float | int] = {
             "chunks": chunks, "build_s": round(build_s, 2), "commit_one_s": round(commit_one_s, 4),
             "delete_one_s": round(delete_one_s, 4), "refresh_s": round(refresh_s, 4),
             "bm25_p50_ms": round(bm25_p50, 2), "dense_p50_ms": round(dense_p50, 2),
             "hybrid_p50_ms": round(hybrid_p50, 2), "embed_query_ms": round(embed_query_ms, 2),
             "recall_at_10": round(recall, 4),
-            "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + server_peak_mb(), 1),
+            # Peak resident MB of this process and of its running children, apart and summed (the peaks need not
+            # coincide: an upper bound). milvus-lite before 3.0 ran its server as a child; 3.x runs in this
+            # process (server 0). rss_now_mb: what this process holds after the searches, build transients gone.
+            "rss_mb": round(bench_mb + server_mb, 1),
+            "rss_bench_mb": round(bench_mb, 1),
+            "rss_server_mb": round(server_mb, 1),
             "segments": len(getattr(reader, "segments", [None])),  # Milvus: one index to its readers
             "peak_mb_after": phases,
+            "server_peak_mb_after": server_phases,
+            "resident_mb_after": resident,
+            "rss_now_mb": resident["searched"],
             "backend": backend_name,
             "reused_build": reused,
         }
@@ -236,6 +268,10 @@ def run_one(chunks: int, device: str, old_path_limit: int, batch: int,
         return result
     finally:
         if not keep:
+            if backend_name == "milvus":  # stopped first: at exit it would write its files back into ``home``
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(str(home / "milvus.db"))
             shutil.rmtree(home, ignore_errors=True)
 
 
@@ -258,10 +294,18 @@ def milvus_recall(store: Any, reader: Any, space: Any, queries: list[np.ndarray]
     from rag.store.milvus_schema import visible
 
     collection = store.dense(space.model)
-    rows = store.query_all(collection, visible("kb", reader.generation), ["id", "vector"])
-    ids = np.asarray([row["id"] for row in rows], dtype=np.int64)
-    matrix = np.asarray([row["vector"] for row in rows], dtype=np.float32)
-    del rows
+    # Read back a batch at a time into float32 blocks: a list of every row's vector as Python floats would
+    # hold about 12 KB a row in this process and inflate rss_bench_mb with the reference, not the engine.
+    iterator = store.client.query_iterator(collection, batch_size=4_000, filter=visible("kb", reader.generation),
+                                           output_fields=["id", "vector"])
+    id_blocks, vector_blocks = [], []
+    try:
+        while batch := iterator.next():
+            id_blocks.append(np.asarray([row["id"] for row in batch], dtype=np.int64))
+            vector_blocks.append(np.asarray([row["vector"] for row in batch], dtype=np.float32))
+    finally:
+        iterator.close()
+    ids, matrix = np.concatenate(id_blocks), np.concatenate(vector_blocks)
     found = 0
     for query in queries:
         exact = set(ids[np.argsort(-(matrix @ query))[:10]].tolist())
@@ -361,6 +405,11 @@ def main() -> None:
         if args.json:
             print(json.dumps({key: result[key] for key in KEYS} | {"backend": result["backend"]}), flush=True)
             print(f"N={n}: peak resident MB after each phase {result['peak_mb_after']}", file=sys.stderr, flush=True)
+            print(f"N={n}: resident MB now (VmRSS) after each phase {result['resident_mb_after']}", file=sys.stderr,
+                  flush=True)
+            if result["backend"] == "milvus":
+                print(f"N={n}: Milvus Lite server's peak resident MB after each phase "
+                      f"{result['server_peak_mb_after']}", file=sys.stderr, flush=True)
             if "old_commit_one_s" in result:
                 print(f"N={n}: old full-rebuild commit {result['old_commit_one_s']} s, "
                       f"{result['commit_speedup']}x the segmented commit", file=sys.stderr, flush=True)
