@@ -142,4 +142,5 @@ def test_the_worked_example_never_surfaces_in_an_answer(demo_kb) -> None:  # typ
     # Once answered "In 1889. [1]": the year of the system prompt's worked example.
     answer = answer_question(demo_kb, "demo", [{"role": "user", "content": "How long is the kettle's warranty?"}], SHORT)
     assert "1889" not in answer.answer and "Eiffel" not in answer.answer
-    assert "two-year" in answer.answer, answer.answer
+    # The model's second look ("The warranty is two years. [1]") or the quoted sentence ("two-year warranty").
+    assert "two-year" in answer.answer or "two years" in answer.answer, answer.answer
