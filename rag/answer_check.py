@@ -32,7 +32,6 @@ from rag.prompts import detect_language
 from rag.retrieve.tokenize import default_tokenizer
 
 Embed = Callable[[list[str]], np.ndarray]  # texts → L2-normalised vectors (rows)
-TermWeight = Callable[[str], float | None]
 
 # "The documents do not cover this." and its variants; a source sentence that says "does not cover
 # damage" is a claim, so English declines must name the documents (or say "no information").
@@ -140,7 +139,6 @@ class SupportChecker:
     min_similarity: float = 0.35
     embed: Embed | None = None
     min_question_coverage: float = 0.5
-    term_weight: TermWeight | None = None  # a word's weight in the whole KB (BM25), None: unknown
     headings: Sequence[str] = ()  # each source's heading path (document title > section), beside ``sources``
 
     def check(self, answer: str) -> CheckedAnswer:
@@ -172,7 +170,7 @@ class SupportChecker:
             if fold(name) not in folded:
                 return f"name {name}"
         bare = not (set(default_tokenizer(claim)) - _ANSWER_WORDS - set(default_tokenizer(self.question)))
-        if bare and yes_no_disagrees(claim, self.question, evidence, self.term_weight):
+        if bare and yes_no_disagrees(claim, self.question, evidence):
             return "yes/no"
         if not self._worded_like(claim, evidence):
             return "wording"
@@ -295,13 +293,12 @@ def answer_sentences(answer: str) -> list[str]:
     return sentences
 
 
-def yes_no_disagrees(claim: str, question: str, evidence: list[str], term_weight: TermWeight | None = None) -> bool:
+def yes_no_disagrees(claim: str, question: str, evidence: list[str]) -> bool:
     """A bare "Yes"/"No" against the source sentences that speak of what the question asks.
 
     "No" needs a sentence that negates one of the question's words (``negates``: "Never use vinegar" for
     "Can I use vinegar to descale the kettle?"); "Yes" is contradicted by one. A negation of something
     else ("The warranty does not cover damage …" for "Does the kettle have a warranty?") is neither.
-    ``term_weight`` is kept for callers; the negation's scope decides, not the rarest word.
     """
     said_yes, said_no = bool(_YES.match(claim)), bool(_NO.match(claim))
     if said_yes == said_no or not question:
@@ -328,10 +325,11 @@ def negates(sentence: str, asked: set[str]) -> bool:
     """
     for match in _NEGATION.finditer(sentence):
         after = sentence[match.end():]
-        words = _NEGATION_SCOPE.match(after)
-        scope = words.group() if words else after[:_HAN_SCOPE]
         if _HAN_RUN.match(after.lstrip()):
             scope = after.lstrip()[:_HAN_SCOPE]
+        else:
+            words = _NEGATION_SCOPE.match(after)
+            scope = words.group() if words else ""
         if asked & set(coverage_terms(scope)):
             return True
     return False

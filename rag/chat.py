@@ -348,8 +348,7 @@ def stream_answer(
     embed = support_embedder(service)
     checker = SupportChecker([hit.text for hit in prepared.sources], prepared.question,
                              settings.support_min_lexical, settings.support_min_similarity, embed,
-                             settings.support_min_question_coverage, term_scorer(service.index.reader(kb_list(kb)[0])),
-                             [hit.heading or "" for hit in prepared.sources])
+                             settings.support_min_question_coverage, [hit.heading or "" for hit in prepared.sources])
     params = generation_params(service, options.params)
     attempt = CheckedStream(checker)
     yield from attempt.run(service.chat_model.stream(prepared.messages, params))

@@ -14,9 +14,6 @@ from rag.answer_check import (
     numbers,
     question_coverage,
 )
-from rag.gate import term_scorer
-from rag.retrieve.tokenize import default_tokenizer
-from rag.store.bm25_index import BM25Index
 
 ROOT = Path(__file__).resolve().parents[1]
 HANDBOOK = (ROOT / "samples" / "handbook" / "aurora-kettle-handbook.md").read_text(encoding="utf-8")
@@ -25,23 +22,8 @@ PURIFIER = (ROOT / "benchmarks" / "data" / "qa" / "docs" / "breeze-ap50-manual.m
 FAQ_ZH = (ROOT / "samples" / "faq" / "常见问题.md").read_text(encoding="utf-8")
 
 
-class SamplesIndex:
-    """A real BM25 index over the demo KB's sections, read the way the chat pipeline reads the KB's index."""
-
-    def __init__(self) -> None:
-        sections = [part for path in sorted((ROOT / "samples").rglob("*.md"))
-                    for part in path.read_text(encoding="utf-8").split("\n## ")]
-        self.index = BM25Index.build(list(range(len(sections))), [default_tokenizer(s) for s in sections])
-
-    def bm25_top_k(self, tokens: list[str], k: int):  # type: ignore[no-untyped-def]
-        return self.index.search(tokens, k)
-
-
-WEIGHT = term_scorer(SamplesIndex())
-
-
 def check(sources: list[str], question: str, answer: str) -> list[tuple[bool, str]]:
-    checker = SupportChecker(sources, question, term_weight=WEIGHT)
+    checker = SupportChecker(sources, question)
     return [(s.supported, s.reason) for s in checker.check(answer).sentences]
 
 
