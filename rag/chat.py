@@ -29,10 +29,9 @@ from rag.answer_check import (
 from rag.errors import InvalidInput
 from rag.evidence import CITATION_MARKER, Quote, squash, supporting_quotes
 from rag.filters import DocumentFilter
-from rag.gate import GateThresholds, Relevance, attainable_bm25, judge, term_scorer
+from rag.gate import GateThresholds, Relevance, attainable_bm25, judge, subject_terms, term_scorer
 from rag.llm.base import ChatMessage, GenerationParams, complete
 from rag.prompts import detect_language, render
-from rag.retrieve.tokenize import default_tokenizer
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
@@ -155,7 +154,7 @@ def relevance(service: AnswerServices, kb: KBs, query: str, hits: list[Hit]) -> 
     """
     thresholds = gate_thresholds(service.settings.retrieval)
     default = kb_list(kb)[0]
-    tokens = default_tokenizer(query)
+    tokens = subject_terms(query)
     attainable: dict[str, float] = {}
     for hit in hits:
         name = hit.kb or default
@@ -352,15 +351,15 @@ def stream_answer(
     params = generation_params(service, options.params)
     attempt = CheckedStream(checker)
     yield from attempt.run(service.chat_model.stream(prepared.messages, params))
-    used, first_draft = attempt, ""
+    used, first_draft, focused = attempt, "", None
     grounded, fallback, quotes = True, False, []
     if not attempt.text:
-        focused = second_look_messages(service, prepared, embed)
+        focused = second_look(service, prepared, embed)
         if focused is not None:
             # The held-back decline or the unsupported draft is never shown: the second look starts the answer,
             # and is checked as the first was (an unanswerable question's second look is declined or unsupported).
             used, first_draft = CheckedStream(checker), attempt.generated
-            yield from used.run(service.chat_model.stream(focused, params))
+            yield from used.run(service.chat_model.stream(focused.messages, params))
         if not used.text:
             chosen = fallback_quotes(service, prepared, embed)
             fallback = bool(chosen)
@@ -369,7 +368,10 @@ def stream_answer(
             yield ChatEvent("token", text=text)
     if used.text:
         text = used.text
-        quotes = evidence_quotes(service, prepared, text, options)
+        if used is attempt or focused is None:
+            quotes = evidence_quotes(service, prepared, text, options)
+        else:  # the second look answered from these sentences alone: they are its evidence
+            quotes = second_look_evidence(focused, text, options, settings.evidence_quotes)
         if quotes:
             tail = "\n\n" + "\n".join(render("evidence", prepared.language, quote=q.text, n=q.n) for q in quotes)
             yield ChatEvent("token", text=tail)
@@ -426,8 +428,20 @@ class CheckedStream:
             yield from self._show(sentence)
 
 
-def second_look_messages(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None
-                         ) -> list[ChatMessage] | None:
+@dataclass(frozen=True, slots=True)
+class SecondLook:
+    messages: list[ChatMessage]
+    sentences: list[Quote]  # the source sentences it shows the model, by source number
+
+
+def second_look_evidence(look: SecondLook, answer: str, options: ChatOptions, default_limit: int) -> list[Quote]:
+    """The second look's sentences as the evidence under its answer (those the answer does not already hold)."""
+    limit = default_limit if options.evidence_quotes is None else options.evidence_quotes
+    held = squash(CITATION_MARKER.sub("", answer))
+    return [quote for quote in look.sentences if squash(quote.text) not in held][: max(limit, 0)]
+
+
+def second_look(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None) -> SecondLook | None:
     """The prompt of the second look: the question over only the source sentences closest to it.
 
     Each source keeps its number (citations still name the whole chunk) and holds just its chosen
@@ -452,7 +466,8 @@ def second_look_messages(service: AnswerServices, prepared: PreparedAnswer, embe
         kept = [sentence for sentence in source_sentences(hit.text) if sentence in by_source[n]]
         numbered.append({"n": n, "source": hit.source, "page": hit.page, "text": " ".join(kept)})
     user = render("answer", prepared.language, question=prepared.question, sources=numbered)
-    return [*prepared.messages[:-1], {"role": "user", "content": user}]
+    return SecondLook([*prepared.messages[:-1], {"role": "user", "content": user}],
+                      [Quote(n, sentence) for n, sentence, _ in chosen])
 
 
 def _unsupported(checked: CheckedAnswer) -> list[SentenceCheck]:
