@@ -135,7 +135,7 @@ def test_chinese_fallback_is_quoted_in_chinese(demo) -> None:  # type: ignore[no
 
 
 def test_no_fallback_when_retrieval_is_not_strong(demo) -> None:  # type: ignore[no-untyped-def]
-    # BM25 share 0.55 (≥ retrieval.min_bm25_share 0.5, < strong_bm25_share 0.75), cosine 0.12: the diary
+    # BM25 share 0.55 (≥ retrieval.min_bm25_share 0.4, < strong_bm25_share 0.75), cosine 0.12: the diary
     # names 雷峰塔, not its height. Relevant, but not plainly answered.
     answer = ask(demo, "雷峰塔有多高？", "资料中没有提到这一点。")
     assert not answer.fallback and not answer.grounded
