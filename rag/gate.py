@@ -10,8 +10,10 @@ related text lower than MiniLM does). So the gate compares:
   kettle manual stays low however well "boil" matches. The words that only say how the question is
   asked ("哪一年", "how long") are left out of what it could score (``subject_terms``): no answer holds
   them, and 楼外楼是哪一年创建的？ over the sentence that names 楼外楼 and its year scored 0.32 with them.
-- dense cosine against a threshold per embedding model (``retrieval.min_similarity_by_model``),
-  calibrated on the answerable and unanswerable questions of benchmarks/data/qa (docs/evaluation.md).
+- dense cosine against a threshold per embedding model (``retrieval.min_similarity_by_model``).
+
+Both thresholds are calibrated on answerable and unanswerable questions: those of benchmarks/data/qa and
+the CMRC trial's, each also asked with its gold passage held out (benchmarks/bench_gate.py, docs/retrieval.md).
 
 A hit passes when either reaches its threshold. ``strong`` is a higher bar, used to decide whether the
 documents plainly answer the question even when the model declines (rag/answer_check.py).
@@ -29,12 +31,12 @@ import numpy as np
 from rag.retrieve.tokenize import default_tokenizer
 from rag.types import Hit
 
-TermScore = Callable[[str], float | None]
+TermScore = Callable[[str], float | None]  # best raw BM25 score of one term alone; None: term not indexed
 # How a question asks, not what it is about: cut from the text before tokenizing, since jieba also cuts
 # "哪一年" into "一年", a word that does occur in answers ("保修一年").
 _ASKING = re.compile(r"哪一?[年月天]|几[年月天号岁点个次]|多少[年天钱次个]?|多久|多长时间|什么时候|何时|是否|"
                      r"\bhow (?:long|many|much|often|old|far|large|big|heavy|loud|high|soon)\b|\bwhat (?:year|time|date)\b",
-                     re.IGNORECASE)  # best raw BM25 score of one term alone; None: term not indexed
+                     re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ def judge(hit: Hit, attainable: float, thresholds: GateThresholds) -> Relevance:
     return Relevance(share, similarity, round(margin, 4), passes, passes and strong)
 
 
-# Calibration: thresholds that separate answerable from unanswerable questions (benchmarks/bench_cross_language.py).
+# Calibration: thresholds that separate answerable from unanswerable questions (benchmarks/bench_gate.py).
 
 @dataclass(frozen=True, slots=True)
 class GateSample:
@@ -180,9 +182,9 @@ def calibrate(samples: Sequence[GateSample], decline_cost: float = 10.0) -> Gate
     """Grid search over the BM25 share and one cosine per threshold group.
 
     Minimises ``decline_cost`` × false declines + false answers. A false decline is final; a question let
-    through still meets the model's own decline and the support check, which answered 4 of 40 CMRC
-    questions asked without their gold passages (benchmarks/bench_gate.py --answer): so a false answer of
-    the gate costs about a tenth of a false decline. Of equally good choices, the median on each axis,
+    through still meets the model's own decline and the support check, which answered 5 of 40 CMRC
+    questions asked without their gold passages (benchmarks/bench_gate.py --answer, share 0.4): a false
+    answer of the gate costs about a tenth of a false decline. Of equally good choices, the median on each axis,
     so the thresholds sit between the two groups rather than on an edge.
     """
     if not samples:
