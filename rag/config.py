@@ -101,7 +101,7 @@ class RetrievalSettings(BaseModel):
     # "usem3@en": the multilingual model over English chunks, i.e. a Chinese question reaching them; across
     # languages its cosines run lower: those spaces have their own threshold (bench_cross_language.py).
     min_bm25_share: float = Field(default=0.4, ge=0, le=1)
-    min_similarity_by_model: dict[str, float] = {"minilm": 0.4, "usem3": 0.625, "usem3@en": 0.225, "usem3@zh": 0.225}
+    min_similarity_by_model: dict[str, float] = {"minilm": 0.375, "usem3": 0.625, "usem3@en": 0.225, "usem3@zh": 0.225}
     min_similarity: float = 0.3
     # "Strong" retrieval (a quoted fallback when the model declines): this share, or cosine ≥ threshold + margin.
     strong_bm25_share: float = Field(default=0.75, ge=0, le=1)
