@@ -297,6 +297,31 @@ def support_embedder(service: AnswerServices) -> Embed | None:
     return embed
 
 
+def across_only(prepared: PreparedAnswer) -> bool:
+    """Every source is in the other language than the question."""
+    return bool(prepared.sources) and all(detect_language(hit.text) != prepared.language for hit in prepared.sources)
+
+
+def sentence_ranker(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None) -> Embed | None:
+    """The vectors that rank source sentences against the question: ``embed`` (support_model), or, when every
+    source is in the other language, answer.cross_language_model, the question embedded as a query.
+
+    Only rankings use it; the thresholds (fallback_min_similarity, support_min_similarity) stay on support_model.
+    """
+    name = service.settings.answer.cross_language_model
+    if not name or embed is None or not across_only(prepared):
+        return embed
+    embedder = service.router.embedder(name)
+
+    def rank(texts: list[str]) -> np.ndarray:
+        query = np.asarray(embedder.embed_query(texts[0]), dtype=np.float32).reshape(1, -1)
+        if len(texts) == 1:
+            return query
+        return np.vstack([query, np.asarray(embedder.embed_documents(texts[1:]), dtype=np.float32)])
+
+    return rank
+
+
 def fallback_quotes(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None) -> list[Quote]:
     """The source sentences to quote as the answer when the model's own text cannot be used.
 
@@ -310,12 +335,12 @@ def fallback_quotes(service: AnswerServices, prepared: PreparedAnswer, embed: Em
         return []
     # Across languages a chunk's cosine runs low (0.25-0.35 for the right chunk, benchmarks/data/qa), so it is
     # rarely "strong": there the sentence's own multilingual cosine to the question decides (below).
-    across_only = all(detect_language(hit.text) != prepared.language for hit in prepared.sources)
-    if not prepared.strong and not (across_only and embed is not None):
+    if not prepared.strong and not (across_only(prepared) and embed is not None):
         return []
     texts = [hit.text for hit in prepared.sources]
     headings = [hit.heading or "" for hit in prepared.sources]
-    ranked = best_sentences(prepared.question, texts, limit=2 * settings.fallback_quotes + 2, embed=embed)
+    ranked = best_sentences(prepared.question, texts, limit=2 * settings.fallback_quotes + 2,
+                            embed=sentence_ranker(service, prepared, embed))
     if not ranked:
         return []
     covering = [(n, sentence) for n, sentence, _ in ranked
@@ -347,7 +372,8 @@ def stream_answer(
     embed = support_embedder(service)
     checker = SupportChecker([hit.text for hit in prepared.sources], prepared.question,
                              settings.support_min_lexical, settings.support_min_similarity, embed,
-                             settings.support_min_question_coverage, [hit.heading or "" for hit in prepared.sources])
+                             settings.support_min_question_coverage, [hit.heading or "" for hit in prepared.sources],
+                             sentence_ranker(service, prepared, embed))
     params = generation_params(service, options.params)
     attempt = CheckedStream(checker)
     yield from attempt.run(service.chat_model.stream(prepared.messages, params))
@@ -451,7 +477,7 @@ def second_look(service: AnswerServices, prepared: PreparedAnswer, embed: Embed 
     if limit <= 0 or not prepared.sources:
         return None
     texts = [hit.text for hit in prepared.sources]
-    chosen = best_sentences(prepared.question, texts, limit=3 * limit, embed=embed)
+    chosen = best_sentences(prepared.question, texts, limit=3 * limit, embed=sentence_ranker(service, prepared, embed))
     if asks_for_figure(prepared.question) and any(numbers(sentence) for _, sentence, _ in chosen):
         chosen = [item for item in chosen if numbers(item[1])]  # the first draft's answer had no figure, or a wrong one
     chosen = chosen[:limit]

