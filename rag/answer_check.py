@@ -108,6 +108,18 @@ _RANGE_END = r"(?:\d+(?:\.\d+)?|[A-Za-z]+|[零〇一二两三四五六七八九�
 _RANGE = re.compile(rf"({_RANGE_END})\s*(?:to|-|–|~|～|到|至)\s*({_RANGE_END})", re.IGNORECASE)
 
 
+def query_first(embed_query: Callable[[str], np.ndarray], embed_documents: Callable[[list[str]], np.ndarray]) -> Embed:
+    """An ``Embed`` whose first text is embedded as a query and the rest as passages (e5's prefixes)."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        query = np.asarray(embed_query(texts[0]), dtype=np.float32).reshape(1, -1)
+        if len(texts) == 1:
+            return query
+        return np.vstack([query, np.asarray(embed_documents(texts[1:]), dtype=np.float32)])
+
+    return embed
+
+
 @dataclass(frozen=True, slots=True)
 class SentenceCheck:
     text: str  # the sentence as the model wrote it, citation markers included

